@@ -1,0 +1,88 @@
+//! Workers must never be killed in the middle of a build: enough termination grace for a
+//! build to finish, and a preStop hook that drains the worker through the master first.
+
+use serde_json::json;
+
+use super::config::GracefulStop;
+use super::{containers, Ctx, Mutation, Role};
+
+/// The built-in preStop hook (Python 3, which every Buildbot worker has; no curl needed).
+pub const GRACEFUL_STOP_SCRIPT: &str = include_str!("graceful_stop.py");
+
+/// The API server's default grace, which it fills in before admission: treated as unset.
+const API_DEFAULT_GRACE: i64 = 30;
+
+/// The exact preStop command the policy injects into worker containers.
+pub fn pre_stop_command(cfg: &GracefulStop) -> Vec<String> {
+    if let Some(cmd) = &cfg.pre_stop_command {
+        return cmd.clone();
+    }
+    let mut cmd = vec![
+        "python3".to_string(),
+        "-c".to_string(),
+        GRACEFUL_STOP_SCRIPT.to_string(),
+    ];
+    cmd.extend(cfg.master_url.clone());
+    cmd
+}
+
+pub(super) fn apply(ctx: &mut Ctx) {
+    if ctx.role != Role::Worker {
+        return;
+    }
+    let cfg = &ctx.policy.graceful_stop;
+    let wanted = cfg.termination_grace_period_seconds;
+    let current = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds);
+    if matches!(current, None | Some(API_DEFAULT_GRACE)) {
+        // Only ever raise: a minimum below the API default leaves an explicit 30 alone.
+        if (current.is_none() || wanted > API_DEFAULT_GRACE)
+            && ctx
+                .patch
+                .set(&["spec", "terminationGracePeriodSeconds"], json!(wanted))
+        {
+            ctx.change(
+                Mutation::GracefulStop,
+                format!("terminationGracePeriodSeconds={wanted}"),
+            );
+        }
+    } else if let Some(current) = current.filter(|&c| c < wanted) {
+        ctx.warnings.push(format!(
+            "kubectl-buildbot: terminationGracePeriodSeconds={current} kept; a build running longer is killed on scale-down"
+        ));
+    }
+
+    let command = pre_stop_command(cfg);
+    for (i, container) in containers(ctx.pod).iter().enumerate() {
+        if ctx.containers.get(i).copied().flatten() != Some(Role::Worker) {
+            continue;
+        }
+        let has_pre_stop = container
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| l.pre_stop.is_some());
+        if has_pre_stop {
+            ctx.warnings.push(format!(
+                "kubectl-buildbot: container {:?} keeps its own preStop hook; it must drain the worker or builds are lost",
+                container.name
+            ));
+            continue;
+        }
+        let index = i.to_string();
+        if ctx.patch.add_if_absent(
+            &["spec", "containers", &index, "lifecycle", "preStop"],
+            json!({"exec": {"command": command}}),
+        ) {
+            ctx.change(
+                Mutation::GracefulStop,
+                format!(
+                    "preStop graceful worker stop on container {:?}",
+                    container.name
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! The Kubernetes recommended labels, added where absent, never changed.
+
+use serde_json::json;
+
+use super::{Ctx, Mutation, Role};
+
+pub(super) fn apply(ctx: &mut Ctx) {
+    let component = ctx
+        .pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/component"));
+    if let Some(other) = component
+        .and_then(|c| Role::parse(c))
+        .filter(|r| *r != ctx.role)
+    {
+        // Marking the pod as Buildbot's would make that label decide its role next time.
+        ctx.warnings.push(format!(
+            "kubectl-buildbot: app.kubernetes.io/component={other} disagrees with the {} role found; labels left alone",
+            ctx.role
+        ));
+        return;
+    }
+    let mut added = Vec::new();
+    for (key, value) in [
+        ("app.kubernetes.io/name", "buildbot"),
+        ("app.kubernetes.io/component", ctx.role.component()),
+        ("app.kubernetes.io/part-of", "buildbot"),
+    ] {
+        if ctx
+            .patch
+            .add_if_absent(&["metadata", "labels", key], json!(value))
+        {
+            added.push(format!("{key}={value}"));
+        }
+    }
+    if !added.is_empty() {
+        ctx.change(
+            Mutation::Labels,
+            format!("added labels {}", added.join(", ")),
+        );
+    }
+}

@@ -1,0 +1,798 @@
+//! Table-driven tests of every rule, on the seed write-up's setups and on pods that already do
+//! everything right; each fixture is also checked for idempotency and a clean-applying patch.
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::{json, Value};
+
+use super::*;
+
+/// The seed's first attempt: one pod with the master and PostgreSQL side by side.
+const SEED_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: buildbot
+  labels: {app: buildbot}
+spec:
+  containers:
+  - name: master
+    image: buildbot/buildbot-master:master
+    env:
+    - {name: BUILDBOT_CONFIG_DIR, value: config}
+    - {name: BUILDBOT_WORKER_PORT, value: "9989"}
+    - {name: BUILDBOT_DB_URL, value: "postgresql+psycopg2://buildbot:change_me@db/buildbot"}
+    ports: [{containerPort: 8080}]
+  - name: postgres
+    image: postgres:9.4
+    env:
+    - {name: POSTGRES_PASSWORD, value: change_me}
+    - {name: BUILDBOT_DB_URL, value: "postgresql+psycopg2://{POSTGRES_USER}:{POSTGRES_PASSWORD}@db/{POSTGRES_DB}"}
+"#;
+
+/// The seed's master Deployment's pod template, with its claim.
+const SEED_MASTER: &str = r#"
+metadata:
+  labels: {app: buildbot, tier: master}
+spec:
+  containers:
+  - name: master
+    image: buildbot/buildbot-master:master
+    ports: [{containerPort: 8080}, {containerPort: 9989}]
+    volumeMounts: [{name: master-persistent-storage, mountPath: /var/lib/buildbot}]
+  volumes:
+  - name: master-persistent-storage
+    persistentVolumeClaim: {claimName: master-pv-claim}
+"#;
+
+/// The seed's worker: hostPath storage owned by root, no requests, 30 s grace.
+const SEED_WORKER: &str = r#"
+metadata:
+  labels: {app: buildbot, tier: worker}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: worker
+    image: buildbot/buildbot-worker:master
+    env:
+    - {name: BUILDMASTER, value: master}
+    - {name: BUILDMASTER_PORT, value: "9989"}
+    - {name: WORKERNAME, value: example-worker}
+    - {name: WORKERPASS, value: pass}
+    volumeMounts: [{name: worker-storage, mountPath: /buildbot}]
+  volumes:
+  - name: worker-storage
+    hostPath: {path: /data/pv-3}
+"#;
+
+/// The seed's PostgreSQL Deployment.
+const SEED_POSTGRES: &str = r#"
+metadata:
+  labels: {app: buildbot, tier: postgres}
+spec:
+  containers:
+  - name: postgres
+    image: postgres:9.4
+    volumeMounts: [{name: postgres-persistent-storage, mountPath: /var/lib/postgresql/data}]
+  volumes:
+  - name: postgres-persistent-storage
+    persistentVolumeClaim: {claimName: postgres-pv-claim}
+"#;
+
+/// The seed's final worker: custom image (misspelled), its own CPU request.
+const SEED_ROBUST_WORKER: &str = r#"
+metadata:
+  labels: {app: buildbot, tier: worker}
+spec:
+  containers:
+  - name: worker
+    image: quay.io/elijahcaine/buidlbot-rust-worker
+    resources: {requests: {cpu: 200m}}
+"#;
+
+/// A worker that already does everything itself.
+const SELF_MANAGED_WORKER: &str = r#"
+metadata:
+  labels:
+    app.kubernetes.io/name: buildbot
+    app.kubernetes.io/component: worker
+    app.kubernetes.io/part-of: ci
+spec:
+  terminationGracePeriodSeconds: 60
+  securityContext: {fsGroup: 2000}
+  containers:
+  - name: worker
+    image: buildbot/buildbot-worker:v4.3.0
+    resources: {requests: {cpu: "1", memory: 2Gi}}
+    lifecycle: {preStop: {exec: {command: [sh, -c, "my-drain"]}}}
+    volumeMounts: [{name: scratch, mountPath: /buildbot}]
+  volumes:
+  - {name: scratch, emptyDir: {}}
+"#;
+
+const NGINX: &str = r#"
+metadata: {labels: {app: web}}
+spec:
+  containers: [{name: nginx, image: nginx:1.27}]
+  volumes: [{name: data, hostPath: {path: /srv}}]
+"#;
+
+const LONE_POSTGRES: &str = r#"
+metadata: {labels: {app: db}}
+spec:
+  containers: [{name: postgres, image: postgres:16}]
+"#;
+
+/// A custom image recognised by its environment only, with a sidecar.
+const ENV_WORKER: &str = r#"
+metadata: {name: w}
+spec:
+  containers:
+  - name: builder
+    image: registry.example.com/ci/rust-builder:2
+    env: [{name: BUILDMASTER, value: buildbot}]
+  - name: log-shipper
+    image: fluent/fluent-bit:3
+"#;
+
+fn pod(yaml: &str) -> Pod {
+    serde_yaml::from_str(yaml).expect("fixture parses as a Pod")
+}
+
+fn raw(yaml: &str) -> Value {
+    serde_yaml::from_str(yaml).expect("fixture parses as YAML")
+}
+
+/// Evaluates, applies the patch to the fixture as written (not a typed round trip) and checks
+/// that a second evaluation of the result has nothing left to do.
+fn run_with(yaml: &str, policy: &Policy) -> (Evaluation, Value) {
+    let mut doc = raw(yaml);
+    let eval = evaluate_json(&doc, policy).expect("a pod");
+    assert_eq!(
+        eval.patch.0.is_empty(),
+        evaluate(&pod(yaml), policy).patch.0.is_empty(),
+        "typed and raw agree"
+    );
+    json_patch::patch(&mut doc, &eval.patch)
+        .unwrap_or_else(|e| panic!("patch applies: {e}\n{:?}", eval.patch));
+    let again = evaluate_json(&doc, policy).unwrap();
+    assert!(
+        again.patch.0.is_empty(),
+        "idempotent, but second pass gave {:?}",
+        again.patch
+    );
+    (eval, doc)
+}
+
+fn run(yaml: &str) -> (Evaluation, Value) {
+    run_with(yaml, &Policy::default())
+}
+
+fn labels(doc: &Value) -> &Value {
+    &doc["metadata"]["labels"]
+}
+
+#[test]
+fn recognises_roles_from_every_kind_of_evidence() {
+    let cases: &[(&str, Option<Role>, Option<Skipped>)] = &[
+        (SEED_POD, Some(Role::Master), None),
+        (SEED_MASTER, Some(Role::Master), None),
+        (SEED_WORKER, Some(Role::Worker), None),
+        (SEED_POSTGRES, Some(Role::Database), None),
+        (SEED_ROBUST_WORKER, Some(Role::Worker), None),
+        (SELF_MANAGED_WORKER, Some(Role::Worker), None),
+        (ENV_WORKER, Some(Role::Worker), None),
+        (NGINX, None, Some(Skipped::NotBuildbot)),
+        (LONE_POSTGRES, None, Some(Skipped::NotBuildbot)),
+        ("metadata: {labels: {app: buildbot}}\nspec: {containers: [{name: x, image: nginx}]}", None, Some(Skipped::UnknownRole)),
+        (
+            "metadata: {annotations: {kubectl-buildbot.dev/role: worker}}\nspec: {containers: [{name: x, image: ci/custom}]}",
+            Some(Role::Worker),
+            None,
+        ),
+        ("spec: {containers: [{name: m, image: 'docker.io/buildbot/buildbot-master:v4'}]}", Some(Role::Master), None),
+        ("spec: {containers: [{name: m, image: ci/my-buildbot-worker-rust}]}", Some(Role::Worker), None),
+        ("spec: {containers: [{name: m, image: ci/x, env: [{name: BUILDBOT_CONFIG_URL, value: u}]}]}", Some(Role::Master), None),
+        ("metadata: {labels: {app.kubernetes.io/part-of: buildbot, app.kubernetes.io/component: db}}\nspec: {containers: [{name: pg, image: bitnami/postgresql}]}", Some(Role::Database), None),
+    ];
+    for (yaml, role, skipped) in cases {
+        let (eval, _) = run(yaml);
+        assert_eq!(eval.role, *role, "role of {yaml}");
+        assert_eq!(eval.skipped, *skipped, "skipped of {yaml}");
+    }
+}
+
+#[test]
+fn non_buildbot_pods_get_no_patch_at_all() {
+    for yaml in [NGINX, LONE_POSTGRES] {
+        let (eval, _) = run(yaml);
+        assert!(eval.patch.0.is_empty() && eval.changes.is_empty() && eval.warnings.is_empty());
+    }
+}
+
+#[test]
+fn seed_pod_with_master_and_postgres() {
+    let (eval, doc) = run(SEED_POD);
+    assert_eq!(labels(&doc)["app"], "buildbot", "existing label kept");
+    assert_eq!(labels(&doc)["app.kubernetes.io/name"], "buildbot");
+    assert_eq!(labels(&doc)["app.kubernetes.io/component"], "master");
+    assert_eq!(labels(&doc)["app.kubernetes.io/part-of"], "buildbot");
+    let c = &doc["spec"]["containers"];
+    assert_eq!(
+        c[0]["resources"]["requests"],
+        json!({"cpu": "250m", "memory": "512Mi"})
+    );
+    assert_eq!(
+        c[1]["resources"]["requests"],
+        json!({"cpu": "100m", "memory": "256Mi"}),
+        "postgres gets database requests"
+    );
+    assert_eq!(
+        doc["spec"]["securityContext"],
+        json!({"fsGroup": 1000, "fsGroupChangePolicy": "OnRootMismatch"})
+    );
+    assert!(
+        doc["spec"].get("terminationGracePeriodSeconds").is_none(),
+        "masters keep their grace"
+    );
+    assert!(
+        eval.warnings
+            .iter()
+            .any(|w| w.contains("database shares this pod")),
+        "{:?}",
+        eval.warnings
+    );
+}
+
+#[test]
+fn seed_master_claim_is_chowned_to_buildbot() {
+    let (eval, doc) = run(SEED_MASTER);
+    let init = &doc["spec"]["initContainers"][0];
+    assert_eq!(init["name"], INIT_CONTAINER_NAME);
+    assert_eq!(
+        init["volumeMounts"],
+        json!([{"name": "master-persistent-storage", "mountPath": "/kubectl-buildbot/volumes/0"}])
+    );
+    let script = init["command"][2].as_str().unwrap();
+    assert!(
+        script.contains("fix /kubectl-buildbot/volumes/0 1000 1000 ''"),
+        "{script}"
+    );
+    let sc = &init["securityContext"];
+    assert_eq!(sc["runAsUser"], 0);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        sc["capabilities"],
+        json!({"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]})
+    );
+    assert_eq!(
+        init["resources"]["requests"],
+        json!({"cpu": "10m", "memory": "32Mi"})
+    );
+    assert_eq!(
+        eval.injected(),
+        vec!["fsGroup", "labels", "resources", "volumeOwnership"]
+    );
+}
+
+#[test]
+fn seed_worker_gets_grace_hook_requests_and_chown() {
+    let (eval, doc) = run(SEED_WORKER);
+    assert_eq!(
+        doc["spec"]["terminationGracePeriodSeconds"], 3600,
+        "the API default of 30 is raised"
+    );
+    let worker = &doc["spec"]["containers"][0];
+    assert_eq!(
+        worker["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "1Gi"})
+    );
+    let cmd = &worker["lifecycle"]["preStop"]["exec"]["command"];
+    assert_eq!(cmd[0], "python3");
+    assert_eq!(cmd[2], GRACEFUL_STOP_SCRIPT);
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["volumeMounts"][0]["name"],
+        "worker-storage"
+    );
+    assert_eq!(labels(&doc)["tier"], "worker");
+    assert_eq!(labels(&doc)["app.kubernetes.io/component"], "worker");
+    assert!(eval.injected().contains(&"gracefulStop"));
+}
+
+#[test]
+fn seed_postgres_volume_belongs_to_postgres_and_is_private() {
+    let (_, doc) = run(SEED_POSTGRES);
+    assert_eq!(doc["spec"]["securityContext"]["fsGroup"], 999);
+    let script = doc["spec"]["initContainers"][0]["command"][2]
+        .as_str()
+        .unwrap();
+    assert!(
+        script.contains("fix /kubectl-buildbot/volumes/0 999 999 '0700'"),
+        "{script}"
+    );
+    assert_eq!(
+        doc["spec"]["containers"][0]["resources"]["requests"]["memory"],
+        "256Mi"
+    );
+    assert!(doc["spec"]["containers"][0].get("lifecycle").is_none());
+}
+
+#[test]
+fn stated_requests_are_never_touched() {
+    let (_, doc) = run(SEED_ROBUST_WORKER);
+    assert_eq!(
+        doc["spec"]["containers"][0]["resources"],
+        json!({"requests": {"cpu": "200m"}})
+    );
+}
+
+#[test]
+fn a_pod_that_does_everything_itself_is_left_as_it_is() {
+    let (eval, doc) = run(SELF_MANAGED_WORKER);
+    assert!(eval.patch.0.is_empty(), "{:?}", eval.patch);
+    assert_eq!(doc, raw(SELF_MANAGED_WORKER));
+    assert!(
+        eval.warnings
+            .iter()
+            .any(|w| w.contains("terminationGracePeriodSeconds=60 kept")),
+        "{:?}",
+        eval.warnings
+    );
+    assert!(
+        eval.warnings
+            .iter()
+            .any(|w| w.contains("keeps its own preStop")),
+        "{:?}",
+        eval.warnings
+    );
+}
+
+#[test]
+fn sidecars_get_small_requests_and_no_hook() {
+    let (_, doc) = run(ENV_WORKER);
+    let c = &doc["spec"]["containers"];
+    assert_eq!(c[0]["resources"]["requests"]["cpu"], "500m");
+    assert!(c[0]["lifecycle"]["preStop"].is_object());
+    assert_eq!(
+        c[1]["resources"]["requests"],
+        json!({"cpu": "50m", "memory": "64Mi"})
+    );
+    assert!(c[1].get("lifecycle").is_none());
+}
+
+#[test]
+fn requests_never_exceed_limits() {
+    let yaml = "metadata: {labels: {app: buildbot, tier: worker}}\nspec: {containers: [{name: w, image: buildbot/buildbot-worker, resources: {limits: {cpu: 250m, memory: 4Gi}}}]}";
+    let (eval, doc) = run(yaml);
+    assert_eq!(
+        doc["spec"]["containers"][0]["resources"]["requests"],
+        json!({"cpu": "250m", "memory": "1Gi"})
+    );
+    assert_eq!(
+        doc["spec"]["containers"][0]["resources"]["limits"],
+        json!({"cpu": "250m", "memory": "4Gi"})
+    );
+    assert!(
+        eval.warnings.iter().any(|w| w.contains("cpu limit 250m")),
+        "{:?}",
+        eval.warnings
+    );
+}
+
+#[test]
+fn chown_follows_the_user_the_container_runs_as() {
+    let yaml = r#"
+metadata: {labels: {app: buildbot, tier: worker}}
+spec:
+  securityContext: {runAsGroup: 3000}
+  containers:
+  - name: w
+    image: buildbot/buildbot-worker
+    securityContext: {runAsUser: 2000}
+    volumeMounts:
+    - {name: data, mountPath: /buildbot, subPath: w1}
+    - {name: cfg, mountPath: /etc/cfg}
+    - {name: ro, mountPath: /ro, readOnly: true}
+    - {name: tmp, mountPath: /tmp}
+  volumes:
+  - {name: data, hostPath: {path: /data}}
+  - {name: cfg, configMap: {name: c}}
+  - {name: ro, hostPath: {path: /ro}}
+  - {name: tmp, emptyDir: {}}
+"#;
+    let (_, doc) = run(yaml);
+    let init = &doc["spec"]["initContainers"][0];
+    assert_eq!(
+        init["volumeMounts"],
+        json!([{"name": "data", "mountPath": "/kubectl-buildbot/volumes/0", "subPath": "w1"}])
+    );
+    assert!(init["command"][2]
+        .as_str()
+        .unwrap()
+        .contains("fix /kubectl-buildbot/volumes/0 2000 3000 ''"));
+    assert_eq!(doc["spec"]["securityContext"]["fsGroup"], 3000);
+}
+
+#[test]
+fn init_container_goes_first_and_root_or_non_root_pods_get_none() {
+    let first = "metadata: {labels: {app: buildbot, tier: worker}}\nspec:\n  initContainers: [{name: clone, image: alpine/git}]\n  containers: [{name: w, image: buildbot/buildbot-worker, volumeMounts: [{name: d, mountPath: /b}]}]\n  volumes: [{name: d, hostPath: {path: /d}}]";
+    let (_, doc) = run(first);
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["name"],
+        INIT_CONTAINER_NAME
+    );
+    assert_eq!(doc["spec"]["initContainers"][1]["name"], "clone");
+
+    let root = first.replace(
+        "image: buildbot/buildbot-worker,",
+        "image: buildbot/buildbot-worker, securityContext: {runAsUser: 0},",
+    );
+    let (_, doc) = run(&root);
+    assert_eq!(
+        doc["spec"]["initContainers"].as_array().unwrap().len(),
+        1,
+        "root writes anywhere"
+    );
+
+    let non_root = first.replace(
+        "spec:\n",
+        "spec:\n  securityContext: {runAsNonRoot: true}\n",
+    );
+    let (eval, doc) = run(&non_root);
+    assert_eq!(doc["spec"]["initContainers"].as_array().unwrap().len(), 1);
+    assert!(eval.warnings.iter().any(|w| w.contains("runAsNonRoot")));
+}
+
+#[test]
+fn opt_out_annotation_and_skip_list() {
+    let out = SEED_WORKER.replace(
+        "metadata:\n",
+        "metadata:\n  annotations: {kubectl-buildbot.dev/inject: \"false\"}\n",
+    );
+    let (eval, _) = run(&out);
+    assert_eq!(eval.skipped, Some(Skipped::OptedOut));
+    assert!(eval.patch.0.is_empty());
+
+    let skip = SEED_WORKER.replace(
+        "metadata:\n",
+        "metadata:\n  annotations: {kubectl-buildbot.dev/skip: \"resources, gracefulStop\"}\n",
+    );
+    let (eval, doc) = run(&skip);
+    assert_eq!(
+        eval.injected(),
+        vec!["fsGroup", "labels", "volumeOwnership"]
+    );
+    assert_eq!(doc["spec"]["terminationGracePeriodSeconds"], 30);
+}
+
+#[test]
+fn each_mutation_can_be_switched_off_in_the_policy() {
+    for m in Mutation::ALL {
+        let mut policy = Policy::default();
+        match m {
+            Mutation::Labels => policy.mutations.labels = false,
+            Mutation::FsGroup => policy.mutations.fs_group = false,
+            Mutation::VolumeOwnership => policy.mutations.volume_ownership = false,
+            Mutation::Resources => policy.mutations.resources = false,
+            Mutation::GracefulStop => policy.mutations.graceful_stop = false,
+        }
+        let (eval, _) = run_with(SEED_WORKER, &policy);
+        let expected: Vec<&str> = [
+            "fsGroup",
+            "gracefulStop",
+            "labels",
+            "resources",
+            "volumeOwnership",
+        ]
+        .into_iter()
+        .filter(|n| *n != m.name())
+        .collect();
+        assert_eq!(eval.injected(), expected, "with {m} off");
+    }
+}
+
+#[test]
+fn policy_values_are_used() {
+    let policy = Policy::from_yaml(
+        "identity: {buildbot: {uid: 1001, gid: 1002}}\n\
+         resources: {worker: {cpu: '2', memory: 3Gi}}\n\
+         permissions: {initImage: 'registry.local/busybox:1', chownVolumeTypes: [hostPath]}\n\
+         gracefulStop: {terminationGracePeriodSeconds: 7200, masterUrl: 'http://bb:8080/'}\n",
+    )
+    .unwrap();
+    let (_, doc) = run_with(SEED_WORKER, &policy);
+    assert_eq!(doc["spec"]["terminationGracePeriodSeconds"], 7200);
+    assert_eq!(doc["spec"]["securityContext"]["fsGroup"], 1002);
+    let c = &doc["spec"]["containers"][0];
+    assert_eq!(
+        c["resources"]["requests"],
+        json!({"cpu": "2", "memory": "3Gi"})
+    );
+    assert_eq!(
+        c["lifecycle"]["preStop"]["exec"]["command"][3],
+        "http://bb:8080/"
+    );
+    let init = &doc["spec"]["initContainers"][0];
+    assert_eq!(init["image"], "registry.local/busybox:1");
+    assert!(init["command"][2].as_str().unwrap().contains(" 1001 1002 "));
+
+    // Claims are not chowned when the policy leaves them out.
+    let (_, doc) = run_with(SEED_MASTER, &policy);
+    assert!(doc["spec"].get("initContainers").is_none());
+
+    let custom = Policy::from_yaml("gracefulStop: {preStopCommand: [/bin/drain, --wait]}").unwrap();
+    let (_, doc) = run_with(SEED_WORKER, &custom);
+    assert_eq!(
+        doc["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"],
+        json!(["/bin/drain", "--wait"])
+    );
+}
+
+#[test]
+fn grace_is_only_ever_raised() {
+    let low = Policy::from_yaml("gracefulStop: {terminationGracePeriodSeconds: 10}").unwrap();
+    let (_, doc) = run_with(SEED_WORKER, &low);
+    assert_eq!(
+        doc["spec"]["terminationGracePeriodSeconds"], 30,
+        "explicit/API default 30 not lowered"
+    );
+    let unset = SEED_WORKER.replace("  terminationGracePeriodSeconds: 30\n", "");
+    let (_, doc) = run_with(&unset, &low);
+    assert_eq!(doc["spec"]["terminationGracePeriodSeconds"], 10);
+    let (_, doc) = run(&unset);
+    assert_eq!(doc["spec"]["terminationGracePeriodSeconds"], 3600);
+}
+
+#[test]
+fn existing_recommended_labels_are_never_changed() {
+    let yaml = "metadata: {labels: {app.kubernetes.io/name: buildbot, app.kubernetes.io/component: worker, app.kubernetes.io/part-of: my-ci}}\nspec: {containers: [{name: w, image: buildbot/buildbot-worker}]}";
+    let (eval, doc) = run(yaml);
+    assert_eq!(labels(&doc)["app.kubernetes.io/part-of"], "my-ci");
+    assert!(!eval.injected().contains(&"labels"));
+}
+
+#[test]
+fn null_and_empty_fields_written_by_hand_are_handled() {
+    let yaml = "metadata:\n  labels:\n  annotations:\nspec:\n  securityContext:\n  containers:\n  - name: w\n    image: buildbot/buildbot-worker\n    resources: {requests: {}}\n    lifecycle:\n";
+    let (_, doc) = run(yaml);
+    assert_eq!(labels(&doc)["app.kubernetes.io/component"], "worker");
+    assert_eq!(doc["spec"]["securityContext"]["fsGroup"], 1000);
+    assert_eq!(
+        doc["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "500m"
+    );
+}
+
+#[test]
+fn changes_say_what_was_injected() {
+    let (eval, _) = run(SEED_WORKER);
+    let text: Vec<String> = eval
+        .changes
+        .iter()
+        .map(|c| format!("{}: {}", c.mutation, c.detail))
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("labels: added labels app.kubernetes.io/name=buildbot")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t
+                == "resources: requested cpu=500m, memory=1Gi for worker container \"worker\""),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|t| t == "volumeOwnership: init container buildbot-volume-permissions chowns worker-storage→1000:1000"), "{text:?}");
+}
+
+mod properties {
+    //! Random pods: the patch always applies, a second pass is empty, and no value the user
+    //! set is changed (other than raising the API-default grace of 30 s).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn container(i: usize) -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec![
+                "buildbot/buildbot-worker:v4",
+                "buildbot/buildbot-master",
+                "postgres:15",
+                "nginx",
+                "ci/buildbot-worker-rust",
+                "busybox",
+            ]),
+            prop::option::of(prop::sample::select(vec!["BUILDMASTER", "WORKERNAME", "BUILDBOT_DB_URL", "OTHER"])),
+            prop::option::of(prop_oneof![Just(json!({"requests": {"cpu": "1"}})), Just(json!({"limits": {"cpu": "100m", "memory": "64Mi"}})), Just(json!({}))]),
+            prop::option::of(prop_oneof![Just(json!({"runAsUser": 0})), Just(json!({"runAsUser": 1234, "runAsGroup": 5}))]),
+            any::<bool>(),
+            prop::collection::vec((0usize..3, any::<bool>(), prop::option::of(Just("sub"))), 0..3),
+        )
+            .prop_map(move |(image, env, res, sc, pre_stop, mounts)| {
+                let mut c = json!({"name": format!("c{i}"), "image": image});
+                if let Some(e) = env {
+                    c["env"] = json!([{"name": e, "value": "x"}]);
+                }
+                if let Some(r) = res {
+                    c["resources"] = r;
+                }
+                if let Some(s) = sc {
+                    c["securityContext"] = s;
+                }
+                if pre_stop {
+                    c["lifecycle"] = json!({"preStop": {"exec": {"command": ["true"]}}});
+                }
+                let mounts: Vec<Value> = mounts
+                    .into_iter()
+                    .map(|(v, ro, sub)| {
+                        let mut m = json!({"name": format!("v{v}"), "mountPath": format!("/m{v}"), "readOnly": ro});
+                        if let Some(s) = sub {
+                            m["subPath"] = json!(s);
+                        }
+                        m
+                    })
+                    .collect();
+                if !mounts.is_empty() {
+                    c["volumeMounts"] = json!(mounts);
+                }
+                c
+            })
+    }
+
+    fn pod_strategy() -> impl Strategy<Value = Value> {
+        (
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    ("app", "buildbot"),
+                    ("tier", "worker"),
+                    ("tier", "master"),
+                    ("tier", "postgres"),
+                    ("app.kubernetes.io/name", "buildbot"),
+                    ("app.kubernetes.io/component", "worker"),
+                    ("app.kubernetes.io/component", "database"),
+                    ("app.kubernetes.io/part-of", "other"),
+                ]),
+                0..4,
+            ),
+            prop::option::of(prop::sample::select(vec![
+                "kubectl-buildbot.dev/inject",
+                "kubectl-buildbot.dev/skip",
+                "kubectl-buildbot.dev/role",
+            ])),
+            (1usize..4).prop_flat_map(|n| (0..n).map(container).collect::<Vec<_>>()),
+            prop::option::of(prop_oneof![Just(30i64), Just(60), Just(5000)]),
+            prop::option::of(prop_oneof![
+                Just(json!({"fsGroup": 7})),
+                Just(json!({"runAsNonRoot": true})),
+                Just(json!({}))
+            ]),
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "hostPath",
+                    "persistentVolumeClaim",
+                    "emptyDir",
+                    "configMap",
+                ]),
+                3,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(
+                |(labels, annotation, containers, grace, sc, vol_types, has_init)| {
+                    let mut pod =
+                        json!({"metadata": {"name": "p"}, "spec": {"containers": containers}});
+                    if !labels.is_empty() {
+                        pod["metadata"]["labels"] = labels
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), json!(v)))
+                            .collect();
+                    }
+                    if let Some(a) = annotation {
+                        let v = match a {
+                            "kubectl-buildbot.dev/inject" => "false",
+                            "kubectl-buildbot.dev/skip" => "labels,resources",
+                            _ => "worker",
+                        };
+                        pod["metadata"]["annotations"] = json!({a: v});
+                    }
+                    if let Some(g) = grace {
+                        pod["spec"]["terminationGracePeriodSeconds"] = json!(g);
+                    }
+                    if let Some(s) = sc {
+                        pod["spec"]["securityContext"] = s;
+                    }
+                    let volumes: Vec<Value> = vol_types
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, t)| {
+                            let source = match t {
+                                "hostPath" => json!({"path": "/d"}),
+                                "persistentVolumeClaim" => json!({"claimName": "c"}),
+                                "configMap" => json!({"name": "cm"}),
+                                _ => json!({}),
+                            };
+                            json!({"name": format!("v{i}"), t: source})
+                        })
+                        .collect();
+                    pod["spec"]["volumes"] = json!(volumes);
+                    if has_init {
+                        pod["spec"]["initContainers"] =
+                            json!([{"name": "setup", "image": "busybox"}]);
+                    }
+                    pod
+                },
+            )
+    }
+
+    /// Every leaf of `before` is still in `after` with the same value.
+    fn leaves_kept(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+        match (before, after) {
+            (Value::Object(b), Value::Object(a)) => {
+                for (k, v) in b {
+                    match a.get(k) {
+                        Some(av) => leaves_kept(v, av, &format!("{path}/{k}"), out),
+                        None => out.push(format!("{path}/{k} removed")),
+                    }
+                }
+            }
+            (Value::Array(b), Value::Array(a)) if b.len() <= a.len() => {
+                // Our only insertion is the init container at index 0.
+                let offset = if path.ends_with("/initContainers") {
+                    a.len() - b.len()
+                } else {
+                    0
+                };
+                for (i, v) in b.iter().enumerate() {
+                    leaves_kept(v, &a[i + offset], &format!("{path}/{i}"), out);
+                }
+            }
+            (b, a) if b == a => {}
+            (b, a) => out.push(format!("{path}: {b} -> {a}")),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn patch_applies_is_idempotent_and_never_overwrites(doc in pod_strategy()) {
+            let policy = Policy::default();
+            let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
+            let eval = evaluate(&pod, &policy);
+            let mut patched = doc.clone();
+            json_patch::patch(&mut patched, &eval.patch).unwrap();
+            let second = evaluate(&serde_json::from_value(patched.clone()).unwrap(), &policy);
+            prop_assert!(second.patch.0.is_empty(), "second pass: {:?}", second.patch);
+            let mut changed = Vec::new();
+            leaves_kept(&doc, &patched, "", &mut changed);
+            changed.retain(|c| c != "/spec/terminationGracePeriodSeconds: 30 -> 3600");
+            prop_assert!(changed.is_empty(), "overwritten: {:?}", changed);
+            if eval.skipped.is_some() {
+                prop_assert!(eval.patch.0.is_empty());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_component_label_that_disagrees_is_left_alone_and_reported() {
+    // Found by the property test: containers say worker, a lone component label says master.
+    let yaml = "metadata: {labels: {app.kubernetes.io/component: master}}\nspec: {containers: [{name: w, image: buildbot/buildbot-worker}]}";
+    let (eval, doc) = run(yaml);
+    assert_eq!(eval.role, Some(Role::Worker));
+    assert_eq!(
+        labels(&doc),
+        &json!({"app.kubernetes.io/component": "master"})
+    );
+    assert!(
+        eval.warnings.iter().any(|w| w.contains("disagrees")),
+        "{:?}",
+        eval.warnings
+    );
+    // Under a Buildbot marker the component label decides, before the legacy tier.
+    let (eval, _) = run("metadata: {labels: {app: buildbot, tier: master, app.kubernetes.io/component: worker}}\nspec: {containers: [{name: w, image: x}]}");
+    assert_eq!(eval.role, Some(Role::Worker));
+}
+
+#[test]
+fn evaluate_json_rejects_what_is_not_a_pod() {
+    assert!(evaluate_json(&json!({"spec": {"containers": "nope"}}), &Policy::default()).is_err());
+    assert!(evaluate_json(&json!([1, 2]), &Policy::default()).is_err());
+}
