@@ -2,6 +2,10 @@
 //!
 //! - [`policy`]: the pure policy engine (what a correct Buildbot pod looks like).
 //! - [`review`]: AdmissionReview v1 in, AdmissionReview v1 out, no I/O.
-//! - [`server`]: the HTTPS admission server (axum over rustls), metrics, certificate reload.
+//! - [`server`]: the HTTPS admission server (axum over rustls), certificate reload.
+//! - [`metrics`]: the Prometheus counters, recorded in one place.
 
+pub mod metrics;
 pub mod policy;
+pub mod review;
+pub mod server;

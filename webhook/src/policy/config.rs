@@ -17,7 +17,7 @@ pub const SKIP_KEY: &str = "kubectl-buildbot.dev/skip";
 pub const ROLE_KEY: &str = "kubectl-buildbot.dev/role";
 
 /// The whole policy. `Policy::default()` is what the webhook applies without a config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Policy {
     /// How Buildbot pods and containers are recognised.
@@ -32,19 +32,6 @@ pub struct Policy {
     pub resources: RoleResources,
     /// Worker termination grace and the graceful-stop hook.
     pub graceful_stop: GracefulStop,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            recognition: Recognition::default(),
-            mutations: Mutations::default(),
-            identity: Identity::default(),
-            permissions: Permissions::default(),
-            resources: RoleResources::default(),
-            graceful_stop: GracefulStop::default(),
-        }
-    }
 }
 
 /// Errors reading a policy file.

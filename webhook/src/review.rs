@@ -1,0 +1,330 @@
+//! AdmissionReview v1 in, AdmissionReview v1 out: the webhook's decision, with no I/O.
+//!
+//! Bad input never blocks a pod: a review that is not JSON or not an AdmissionReview is a
+//! client error (the HTTP layer answers 400); a well-formed review of anything the policy does
+//! not handle (a non-Pod, an undecodable Pod, an UPDATE) is allowed unchanged with a warning
+//! where the user should know.
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::DynamicObject;
+
+use crate::policy::{evaluate, Evaluation, Policy, Skipped};
+
+/// What happened to one review, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// A Buildbot pod that got a patch.
+    Patched,
+    /// A Buildbot pod that needed nothing.
+    Unchanged,
+    /// Not for us: not Buildbot, opted out, not a CREATE, not a Pod.
+    Skipped,
+    /// A review whose object could not be read as a Pod: allowed unchanged, with a warning.
+    Undecodable,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Patched,
+        Outcome::Unchanged,
+        Outcome::Skipped,
+        Outcome::Undecodable,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Patched => "patched",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Skipped => "skipped",
+            Outcome::Undecodable => "undecodable",
+        }
+    }
+}
+
+/// The answer to one review.
+#[derive(Debug)]
+pub struct Reviewed {
+    pub response: AdmissionReview<DynamicObject>,
+    pub outcome: Outcome,
+    /// The number of patch operations sent.
+    pub operations: usize,
+    /// What the policy found, when it ran.
+    pub evaluation: Option<Evaluation>,
+}
+
+impl Reviewed {
+    /// The response body. kube-core serialises `patch` (a `Vec<u8>`) as an array of numbers;
+    /// the wire format, Go's `[]byte`, is a base64 string, which is what this writes.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut value =
+            serde_json::to_value(&self.response).expect("an AdmissionReview always serialises");
+        if let Some(patch) = self
+            .response
+            .response
+            .as_ref()
+            .and_then(|r| r.patch.as_ref())
+        {
+            value["response"]["patch"] = base64::engine::general_purpose::STANDARD
+                .encode(patch)
+                .into();
+        }
+        serde_json::to_vec(&value).expect("a JSON value always serialises")
+    }
+}
+
+/// A request that is not an AdmissionReview v1 at all (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("request body is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("request body is not an AdmissionReview: {0}")]
+    NotAReview(serde_json::Error),
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    #[error("unsupported {kind} {api_version}: this webhook speaks admission.k8s.io/v1 AdmissionReview (set admissionReviewVersions: [v1])")]
+    WrongVersion { kind: String, api_version: String },
+}
+
+const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Answers one AdmissionReview given as the raw request body.
+pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
+    match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
+        Ok(review) => review_pod(review, policy),
+        Err(pod_error) => {
+            // Still a review? Then the object is what failed: allow it, say why.
+            let review: AdmissionReview<DynamicObject> =
+                serde_json::from_slice(body).map_err(|e| {
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                        Ok(_) => ReviewError::NotAReview(e),
+                        Err(e) => ReviewError::NotJson(e),
+                    }
+                })?;
+            let req = request(review)?;
+            let kind = &req.kind.kind;
+            let (outcome, warning) = if kind == "Pod" {
+                (Outcome::Undecodable, format!("kubectl-buildbot: pod left unchanged, it could not be decoded: {pod_error}"))
+            } else {
+                (
+                    Outcome::Skipped,
+                    format!("kubectl-buildbot: only Pods are mutated, {kind} left unchanged"),
+                )
+            };
+            let mut response = AdmissionResponse::from(&req);
+            response.warnings = Some(vec![warning]);
+            Ok(Reviewed {
+                response: response.into_review(),
+                outcome,
+                operations: 0,
+                evaluation: None,
+            })
+        }
+    }
+}
+
+fn request<T: kube::core::Resource>(
+    review: AdmissionReview<T>,
+) -> Result<AdmissionRequest<T>, ReviewError> {
+    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
+        return Err(ReviewError::WrongVersion {
+            kind: review.types.kind,
+            api_version: review.types.api_version,
+        });
+    }
+    review.try_into().map_err(|_| ReviewError::NoRequest)
+}
+
+fn review_pod(review: AdmissionReview<Pod>, policy: &Policy) -> Result<Reviewed, ReviewError> {
+    let req = request(review)?;
+    let response = AdmissionResponse::from(&req);
+    let unchanged = |response: AdmissionResponse| Reviewed {
+        response: response.into_review(),
+        outcome: Outcome::Skipped,
+        operations: 0,
+        evaluation: None,
+    };
+    // Only new pods are mutated: a running pod's spec is immutable, and subresources
+    // (ephemeral containers, bindings) are not ours.
+    if req.kind.kind != "Pod" || req.operation != Operation::Create || req.sub_resource.is_some() {
+        return Ok(unchanged(response));
+    }
+    let Some(pod) = req.object.as_ref() else {
+        return Ok(unchanged(response));
+    };
+
+    let evaluation = evaluate(pod, policy);
+    let mut response = response;
+    if !evaluation.warnings.is_empty() {
+        response.warnings = Some(evaluation.warnings.clone());
+    }
+    let outcome = match (&evaluation.skipped, evaluation.patch.0.is_empty()) {
+        (Some(Skipped::NotBuildbot | Skipped::OptedOut | Skipped::UnknownRole), _) => {
+            Outcome::Skipped
+        }
+        (None, true) => Outcome::Unchanged,
+        (None, false) => Outcome::Patched,
+    };
+    if let Some(role) = evaluation.role {
+        response
+            .audit_annotations
+            .insert("role".into(), role.to_string());
+    }
+    let operations = evaluation.patch.0.len();
+    if operations > 0 {
+        response
+            .audit_annotations
+            .insert("injected".into(), evaluation.injected().join(","));
+        let details: Vec<String> = evaluation
+            .changes
+            .iter()
+            .map(|c| c.detail.clone())
+            .collect();
+        response
+            .audit_annotations
+            .insert("changes".into(), details.join("; "));
+        response = response
+            .with_patch(evaluation.patch.clone())
+            .expect("a JSON patch of JSON values always serialises");
+    }
+    Ok(Reviewed {
+        response: response.into_review(),
+        outcome,
+        operations,
+        evaluation: Some(evaluation),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    pub(crate) fn review_json(object: Value, operation: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+                "kind": {"group": "", "version": "v1", "kind": object.get("kind").and_then(Value::as_str).unwrap_or("Pod")},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "ci",
+                "operation": operation,
+                "userInfo": {"username": "admin"},
+                "object": object,
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    fn worker() -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"generateName": "worker-", "labels": {"app": "buildbot", "tier": "worker"}},
+               "spec": {"terminationGracePeriodSeconds": 30,
+                        "containers": [{"name": "worker", "image": "buildbot/buildbot-worker:master"}]}})
+    }
+
+    fn response(r: &Reviewed) -> Value {
+        serde_json::from_slice(&r.to_json()).unwrap()
+    }
+
+    #[test]
+    fn buildbot_pod_gets_a_base64_json_patch_with_the_same_uid() {
+        let r = review(&review_json(worker(), "CREATE"), &Policy::default()).unwrap();
+        assert_eq!(r.outcome, Outcome::Patched);
+        let v = response(&r);
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        let resp = &v["response"];
+        assert_eq!(resp["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        assert_eq!(resp["allowed"], true);
+        assert_eq!(resp["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(resp["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+        assert_eq!(patch.0.len(), r.operations);
+        let mut pod = worker();
+        json_patch::patch(&mut pod, &patch).unwrap();
+        assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 3600);
+        assert_eq!(resp["auditAnnotations"]["role"], "worker");
+        assert_eq!(
+            resp["auditAnnotations"]["injected"],
+            "fsGroup,gracefulStop,labels,resources"
+        );
+    }
+
+    #[test]
+    fn other_pods_updates_and_non_pods_are_allowed_unchanged() {
+        let nginx = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                           "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}});
+        for (body, outcome) in [
+            (review_json(nginx, "CREATE"), Outcome::Skipped),
+            (review_json(worker(), "UPDATE"), Outcome::Skipped),
+            (
+                review_json(
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}),
+                    "CREATE",
+                ),
+                Outcome::Skipped,
+            ),
+            (
+                review_json(
+                    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "nope"}}),
+                    "CREATE",
+                ),
+                Outcome::Undecodable,
+            ),
+        ] {
+            let r = review(&body, &Policy::default()).unwrap();
+            assert_eq!(r.outcome, outcome);
+            let v = response(&r);
+            assert_eq!(v["response"]["allowed"], true);
+            assert!(v["response"].get("patch").is_none());
+            assert_eq!(v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+        }
+    }
+
+    #[test]
+    fn undecodable_pods_and_non_pods_say_why() {
+        let body = review_json(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": 5}}),
+            "CREATE",
+        );
+        let v = response(&review(&body, &Policy::default()).unwrap());
+        assert!(
+            v["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("could not be decoded"),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_client_error_with_a_reason() {
+        let p = Policy::default();
+        assert!(matches!(
+            review(b"{not json", &p),
+            Err(ReviewError::NotJson(_))
+        ));
+        assert!(matches!(
+            review(b"[1,2]", &p),
+            Err(ReviewError::NotAReview(_))
+        ));
+        assert!(matches!(
+            review(
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+                &p
+            ),
+            Err(ReviewError::NoRequest)
+        ));
+        let v1beta1 = String::from_utf8(review_json(worker(), "CREATE"))
+            .unwrap()
+            .replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
+        let e = review(v1beta1.as_bytes(), &p).unwrap_err();
+        assert!(e.to_string().contains("admissionReviewVersions"), "{e}");
+    }
+}
