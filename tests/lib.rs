@@ -1,1 +1,52 @@
-//! Helpers shared by the end-to-end tests live in the test files themselves.
+//! Shared helpers for the cross-crate end-to-end tests: where the real tools are (installed
+//! by `.ci/tools` on first use), and the repository's paths.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+}
+
+fn cache() -> PathBuf {
+    repo_root().join(".ci/cache")
+}
+
+/// Runs `.ci/tools` once per test process (it is idempotent and locked against other
+/// processes), so a fresh machine needs nothing but `cargo test --workspace`.
+pub fn ensure_tools() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let status = Command::new(repo_root().join(".ci/tools")).status().expect("run .ci/tools");
+        assert!(status.success(), ".ci/tools failed: it installs helm, Buildbot and PostgreSQL for the tests");
+    });
+}
+
+/// The path of a tool the tests use: `helm`, `kubectl`, or a command of the Python venv
+/// (`buildbot`, `buildbot-worker`, `kubernetes-validate`, `python`).
+pub fn tool(name: &str) -> PathBuf {
+    ensure_tools();
+    for dir in ["bin", "venv/bin"] {
+        let p = cache().join(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} not found under {} after .ci/tools", cache().display());
+}
+
+/// The directory holding PostgreSQL's server programs (`initdb`, `pg_ctl`, `postgres`).
+pub fn postgres_bin_dir() -> PathBuf {
+    ensure_tools();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("PostgreSQL server binaries under /usr/lib/postgresql/*/bin (installed by .ci/tools)")
+}
