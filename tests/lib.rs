@@ -7,7 +7,10 @@ use std::sync::Once;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the repository").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+        .to_path_buf()
 }
 
 fn cache() -> PathBuf {
@@ -19,8 +22,13 @@ fn cache() -> PathBuf {
 pub fn ensure_tools() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let status = Command::new(repo_root().join(".ci/tools")).status().expect("run .ci/tools");
-        assert!(status.success(), ".ci/tools failed: it installs helm, Buildbot and PostgreSQL for the tests");
+        let status = Command::new(repo_root().join(".ci/tools"))
+            .status()
+            .expect("run .ci/tools");
+        assert!(
+            status.success(),
+            ".ci/tools failed: it installs helm, Buildbot and PostgreSQL for the tests"
+        );
     });
 }
 
@@ -34,7 +42,10 @@ pub fn tool(name: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{name} not found under {} after .ci/tools", cache().display());
+    panic!(
+        "{name} not found under {} after .ci/tools",
+        cache().display()
+    );
 }
 
 /// The directory holding PostgreSQL's server programs (`initdb`, `pg_ctl`, `postgres`).
@@ -48,5 +59,7 @@ pub fn postgres_bin_dir() -> PathBuf {
         .filter(|p| p.join("initdb").exists())
         .collect();
     dirs.sort();
-    dirs.pop().expect("PostgreSQL server binaries under /usr/lib/postgresql/*/bin (installed by .ci/tools)")
+    dirs.pop().expect(
+        "PostgreSQL server binaries under /usr/lib/postgresql/*/bin (installed by .ci/tools)",
+    )
 }

@@ -2,9 +2,12 @@
 //! `-o yaml|json`, `--dry-run`), one subcommand per job.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use buildbot_webhook::duration::parse_duration;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::commands::deploy::DryRun;
 use crate::output::Format;
 
 #[derive(Parser)]
@@ -31,6 +34,12 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Deploy (or update) a complete Buildbot: PostgreSQL, master, workers.
+    Deploy(Box<DeployArgs>),
+    /// Show an installation's health, Buildbot's workers and builds, and hints.
+    Status(StatusArgs),
+    /// Delete an installation; claims and Secrets are kept unless --purge.
+    Delete(DeleteArgs),
     /// Show what the admission webhook would do to manifests, offline (no cluster needed).
     Preview(PreviewArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -57,4 +66,99 @@ pub struct PreviewArgs {
     /// Policy file, the same format as `buildbot-webhook --config`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    /// Installation name: prefixes every object (Service `NAME` is the master).
+    #[arg(default_value = "buildbot")]
+    pub name: String,
+    /// Master image.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Worker image (FROM buildbot/buildbot-worker: it starts buildbot.tac with twistd).
+    #[arg(long, value_name = "IMAGE")]
+    pub worker_image: Option<String>,
+    /// Worker replicas (default 1; on an update, the current count is kept unless given).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Worker slots declared in master.cfg: scaling up to this needs no master restart.
+    #[arg(long, value_name = "M", default_value_t = 4)]
+    pub max_workers: u32,
+    /// Use an external database (SQLAlchemy URL, stored in a Secret) instead of PostgreSQL.
+    #[arg(long, value_name = "URL", conflicts_with = "database_secret")]
+    pub database_url: Option<String>,
+    /// Use an external database whose URL is in an existing Secret (NAME or NAME:KEY, key `url` by default).
+    #[arg(long, value_name = "NAME[:KEY]")]
+    pub database_secret: Option<String>,
+    /// PostgreSQL image of the bundled database.
+    #[arg(long, value_name = "IMAGE", default_value = "postgres:16")]
+    pub database_image: String,
+    /// Size of the bundled database's volume.
+    #[arg(long, value_name = "SIZE", default_value = "8Gi")]
+    pub database_storage: String,
+    /// Size of the master's basedir volume.
+    #[arg(long, value_name = "SIZE", default_value = "1Gi")]
+    pub master_storage: String,
+    /// StorageClass of the volumes (the cluster default when unset).
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// Your own master.cfg (stored in the ConfigMap; declare the workers NAME-worker-0 .. NAME-worker-<max-1>).
+    #[arg(long, value_name = "FILE", conflicts_with = "config_url")]
+    pub config_file: Option<PathBuf>,
+    /// A master.cfg (or .tar.gz of a config directory) the master downloads at start.
+    #[arg(long, value_name = "URL")]
+    pub config_url: Option<String>,
+    /// The URL users open the web UI at (Buildbot's buildbotURL).
+    #[arg(long, value_name = "URL")]
+    pub web_url: Option<String>,
+    /// Pod policy file (the webhook's --config format) for requests, permissions, grace.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Do not create NetworkPolicies.
+    #[arg(long)]
+    pub no_network_policy: bool,
+    /// `client`: print the objects, contact no cluster; `server`: have the API server check them, persist nothing.
+    #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+    /// Print the objects as yaml or json.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+    /// Wait until PostgreSQL, the master and the workers are Ready (--wait=false to return at once).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `status -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Installation name.
+    #[arg(default_value = "buildbot")]
+    pub name: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// Installation name.
+    #[arg(default_value = "buildbot")]
+    pub name: String,
+    /// Also delete the PersistentVolumeClaims (database, master basedir) and Secrets.
+    #[arg(long)]
+    pub purge: bool,
+    /// Do not ask before --purge.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }

@@ -2,5 +2,8 @@
 //! Kubernetes I/O kept in its own modules; the binary is a thin CLI over it.
 
 pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod deploy;
 pub mod output;
 pub mod preview;

@@ -9,7 +9,16 @@ use anyhow::Context as _;
 use buildbot_webhook::policy::Policy;
 use clap::{CommandFactory as _, Parser as _};
 
-use kubectl_buildbot::cli::{Cli, Command, PreviewArgs};
+use std::io::IsTerminal as _;
+
+use kubectl_buildbot::cli::{
+    Cli, Command, DeleteArgs, DeployArgs, PreviewArgs, StatusArgs, StatusFormat,
+};
+use kubectl_buildbot::cluster::Cluster;
+use kubectl_buildbot::commands::deploy::{self as deploy_cmd, DryRun};
+use kubectl_buildbot::commands::{delete as delete_cmd, status as status_cmd};
+use kubectl_buildbot::deploy::{Database, DeploySpec, MasterConfig, Secrets};
+use kubectl_buildbot::output::Format;
 use kubectl_buildbot::{output, preview};
 
 fn main() -> ExitCode {
@@ -26,10 +35,23 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Preview(args) => preview(&args),
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    match &cli.command {
+        Command::Preview(args) => preview(args),
+        Command::Deploy(args) => runtime()?.block_on(deploy(&cli, args)),
+        Command::Status(args) => runtime()?.block_on(status(&cli, args)),
+        Command::Delete(args) => runtime()?.block_on(delete(&cli, args)),
         Command::Completion { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "kubectl-buildbot", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "kubectl-buildbot",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Version => {
@@ -41,8 +63,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Reads a policy file, or the defaults.
 fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
-    let Some(path) = path else { return Ok(Policy::default()) };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(Policy::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
     Policy::from_yaml(&text).with_context(|| format!("policy file {}", path.display()))
 }
 
@@ -53,10 +78,13 @@ fn read_inputs(files: &[PathBuf]) -> anyhow::Result<Vec<(String, String)>> {
         .map(|f| {
             if f.as_os_str() == "-" {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read standard input")?;
                 Ok(("<stdin>".to_string(), text))
             } else {
-                let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("cannot read {}", f.display()))?;
                 Ok((f.display().to_string(), text))
             }
         })
@@ -72,7 +100,12 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
     let stderr = &mut std::io::stderr();
     for r in &results {
         for w in &r.warnings {
-            writeln!(stderr, "Warning: {}: {}", r.id, w.trim_start_matches("kubectl-buildbot: "))?;
+            writeln!(
+                stderr,
+                "Warning: {}: {}",
+                r.id,
+                w.trim_start_matches("kubectl-buildbot: ")
+            )?;
         }
     }
     let out = &mut std::io::stdout().lock();
@@ -85,9 +118,194 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<ExitCode> {
                 writeln!(stderr, "{}: {}: {}", r.id, c.mutation, c.detail)?;
             }
         }
-        return Ok(if any { ExitCode::from(1) } else { ExitCode::SUCCESS });
+        return Ok(if any {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let objects: Vec<_> = results.into_iter().map(|r| r.after).collect();
     out.write_all(output::render(&objects, args.output).as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Cluster> {
+    Ok(Cluster::connect(
+        cli.kubeconfig.as_deref(),
+        cli.context.as_deref(),
+        cli.namespace.as_deref(),
+    )
+    .await?)
+}
+
+/// The namespace without contacting a cluster: `-n`, else the kubeconfig's, else `default`.
+async fn offline_namespace(cli: &Cli) -> String {
+    if let Some(ns) = &cli.namespace {
+        return ns.clone();
+    }
+    let options = kube::config::KubeConfigOptions {
+        context: cli.context.clone(),
+        ..Default::default()
+    };
+    let from_file = match &cli.kubeconfig {
+        Some(path) => match kube::config::Kubeconfig::read_from(path) {
+            Ok(k) => kube::Config::from_custom_kubeconfig(k, &options).await.ok(),
+            Err(_) => None,
+        },
+        None => kube::Config::from_kubeconfig(&options).await.ok(),
+    };
+    from_file.map_or_else(|| "default".to_string(), |c| c.default_namespace)
+}
+
+fn deploy_spec(args: &DeployArgs, namespace: &str) -> anyhow::Result<DeploySpec> {
+    let mut spec = DeploySpec::new(&args.name, namespace);
+    if let Some(image) = &args.image {
+        spec.master_image = image.clone();
+    }
+    if let Some(image) = &args.worker_image {
+        spec.worker_image = image.clone();
+    }
+    spec.max_workers = args.max_workers;
+    spec.workers = args.workers.unwrap_or(1);
+    spec.database = match (&args.database_url, &args.database_secret) {
+        (Some(url), _) => Database::ExternalUrl(url.clone()),
+        (None, Some(secret)) => {
+            let (name, key) = secret.split_once(':').unwrap_or((secret, "url"));
+            Database::ExternalSecret {
+                name: name.into(),
+                key: key.into(),
+            }
+        }
+        (None, None) => Database::Bundled {
+            image: args.database_image.clone(),
+            storage: args.database_storage.clone(),
+        },
+    };
+    spec.config = match (&args.config_file, &args.config_url) {
+        (Some(path), _) => MasterConfig::File(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --config-file {}", path.display()))?,
+        ),
+        (None, Some(url)) => MasterConfig::Url(url.clone()),
+        (None, None) => MasterConfig::Generated,
+    };
+    spec.network_policy = !args.no_network_policy;
+    spec.master_storage = args.master_storage.clone();
+    spec.storage_class = args.storage_class.clone();
+    if let Some(url) = &args.web_url {
+        spec.web_url = url.clone();
+    }
+    spec.policy = load_policy(args.policy.as_deref())?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("Warning: {}", w.replace("kubectl-buildbot: ", ""));
+    }
+}
+
+async fn deploy(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    if args.dry_run == DryRun::Client {
+        // No cluster at all: fresh passwords, nothing read or sent.
+        let spec = deploy_spec(args, &offline_namespace(cli).await)?;
+        let (objects, warnings) = deploy_cmd::objects(&spec, &Secrets::default().complete(&spec));
+        print_warnings(&warnings);
+        match args.output {
+            Some(format) => print!("{}", output::render(&objects, format)),
+            None => print!(
+                "{}",
+                deploy_cmd::result_lines(&objects, "created (dry run)")
+            ),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = connect(cli).await?;
+    let spec = deploy_spec(args, &cluster.namespace)?;
+    let existing = deploy_cmd::discover(&cluster, &spec).await?;
+    let (spec, secrets) = deploy_cmd::reconcile(spec, args.workers.is_some(), existing);
+    let (objects, warnings) = deploy_cmd::objects(&spec, &secrets);
+    print_warnings(&warnings);
+    let server_dry_run = args.dry_run == DryRun::Server;
+    let applied = deploy_cmd::apply_all(&cluster, &objects, server_dry_run).await?;
+    match args.output {
+        Some(format) => print!("{}", output::render(&applied, format)),
+        None => print!(
+            "{}",
+            deploy_cmd::result_lines(
+                &applied,
+                if server_dry_run {
+                    "configured (server dry run)"
+                } else {
+                    "configured"
+                }
+            )
+        ),
+    }
+    if server_dry_run || !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stderr = &mut std::io::stderr();
+    let terminal = stderr.is_terminal();
+    deploy_cmd::wait_ready(
+        &cluster,
+        &spec,
+        args.timeout,
+        std::time::Duration::from_secs(2),
+        terminal,
+        stderr,
+    )
+    .await?;
+    eprint!("{}", deploy_cmd::next_steps(&spec));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let cluster = connect(cli).await?;
+    let spec = DeploySpec::new(&args.name, &cluster.namespace);
+    let status = status_cmd::assemble(&spec, status_cmd::collect(&cluster, &spec).await?);
+    let value = serde_json::to_value(&status)?;
+    match args.output {
+        StatusFormat::Table => print!("{}", status_cmd::render_table(&status)),
+        StatusFormat::Json => print!("{}", output::render(&[value], Format::Json)),
+        StatusFormat::Yaml => print!("{}", output::render(&[value], Format::Yaml)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn delete(cli: &Cli, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+    let cluster = connect(cli).await?;
+    let spec = DeploySpec::new(&args.name, &cluster.namespace);
+    if args.purge && !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "--purge deletes the database and the master's data for good: add --yes to confirm"
+            );
+        }
+        eprint!(
+            "Delete Buildbot {:?} in namespace {:?} with its database, volumes and passwords, for good? [y/N] ",
+            spec.name, cluster.namespace
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Nothing deleted.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let result = delete_cmd::delete(&cluster, &spec, args.purge).await?;
+    for d in &result.deleted {
+        println!("{d} deleted");
+    }
+    if result.deleted.is_empty() {
+        eprintln!(
+            "Nothing of {:?} found in namespace {:?}.",
+            spec.name, cluster.namespace
+        );
+    }
+    if !result.kept.is_empty() {
+        eprintln!("Kept (delete with --purge): {}", result.kept.join(", "));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -22,7 +22,9 @@ pub fn render(objects: &[Value], format: Format) -> String {
         Format::Json => {
             let value = match objects {
                 [one] => one.clone(),
-                many => json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": many}),
+                many => {
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": many})
+                }
             };
             serde_json::to_string_pretty(&value).expect("JSON values serialise") + "\n"
         }
@@ -34,8 +36,15 @@ pub fn diff(id: &str, before: &Value, after: &Value) -> String {
     if before == after {
         return String::new();
     }
-    let (a, b) = (render(std::slice::from_ref(before), Format::Yaml), render(std::slice::from_ref(after), Format::Yaml));
-    TextDiff::from_lines(&a, &b).unified_diff().context_radius(3).header(&format!("a/{id}"), &format!("b/{id}")).to_string()
+    let (a, b) = (
+        render(std::slice::from_ref(before), Format::Yaml),
+        render(std::slice::from_ref(after), Format::Yaml),
+    );
+    TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{id}"), &format!("b/{id}"))
+        .to_string()
 }
 
 #[cfg(test)]
@@ -44,8 +53,14 @@ mod tests {
 
     #[test]
     fn yaml_is_a_document_stream_and_json_a_list_when_many() {
-        let objs = vec![json!({"kind": "A", "metadata": {"name": "a"}}), json!({"kind": "B"})];
-        assert_eq!(render(&objs, Format::Yaml), "kind: A\nmetadata:\n  name: a\n---\nkind: B\n");
+        let objs = vec![
+            json!({"kind": "A", "metadata": {"name": "a"}}),
+            json!({"kind": "B"}),
+        ];
+        assert_eq!(
+            render(&objs, Format::Yaml),
+            "kind: A\nmetadata:\n  name: a\n---\nkind: B\n"
+        );
         let list: Value = serde_json::from_str(&render(&objs, Format::Json)).unwrap();
         assert_eq!(list["kind"], "List");
         assert_eq!(list["items"].as_array().unwrap().len(), 2);
@@ -60,7 +75,11 @@ mod tests {
         let d = diff("Pod/p", &before, &after);
         assert!(d.starts_with("--- a/Pod/p\n+++ b/Pod/p\n"), "{d}");
         assert!(d.contains("+  b: 2\n"), "{d}");
-        assert!(!d.lines().any(|l| l.starts_with('-') && !l.starts_with("---")), "{d}");
+        assert!(
+            !d.lines()
+                .any(|l| l.starts_with('-') && !l.starts_with("---")),
+            "{d}"
+        );
         assert_eq!(diff("Pod/p", &before, &before), "");
     }
 }

@@ -31,20 +31,31 @@ impl Previewed {
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
     #[error("{source_name}: document {index}: invalid YAML: {error}")]
-    Yaml { source_name: String, index: usize, error: serde_yaml::Error },
+    Yaml {
+        source_name: String,
+        index: usize,
+        error: serde_yaml::Error,
+    },
     #[error("{source_name}: document {index} is not a Kubernetes object (expected a mapping with apiVersion and kind)")]
     NotAnObject { source_name: String, index: usize },
     #[error("{source_name}: {id}: the pod template is not a valid pod spec: {error}")]
-    BadTemplate { source_name: String, id: String, error: serde_json::Error },
+    BadTemplate {
+        source_name: String,
+        id: String,
+        error: serde_json::Error,
+    },
 }
 
 /// Where the pod template of a kind lives, if it has one.
 pub fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "Pod" => Some(&[]),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" | "ReplicationController" => {
-            Some(&["spec", "template"])
-        }
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some(&["spec", "template"]),
         "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
         _ => None,
     }
@@ -56,20 +67,36 @@ pub fn parse_stream(text: &str, source_name: &str) -> Result<Vec<Value>, Preview
     let mut objects = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = i + 1;
-        let value = Value::deserialize(doc)
-            .map_err(|error| PreviewError::Yaml { source_name: source_name.into(), index, error })?;
+        let value = Value::deserialize(doc).map_err(|error| PreviewError::Yaml {
+            source_name: source_name.into(),
+            index,
+            error,
+        })?;
         match value {
             Value::Null => continue,
             Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
-                for item in m.get("items").and_then(Value::as_array).into_iter().flatten() {
+                for item in m
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     if !item.is_object() {
-                        return Err(PreviewError::NotAnObject { source_name: source_name.into(), index });
+                        return Err(PreviewError::NotAnObject {
+                            source_name: source_name.into(),
+                            index,
+                        });
                     }
                     objects.push(item.clone());
                 }
             }
             Value::Object(ref m) if m.contains_key("kind") => objects.push(value),
-            _ => return Err(PreviewError::NotAnObject { source_name: source_name.into(), index }),
+            _ => {
+                return Err(PreviewError::NotAnObject {
+                    source_name: source_name.into(),
+                    index,
+                })
+            }
         }
     }
     Ok(objects)
@@ -87,11 +114,21 @@ pub fn object_id(obj: &Value) -> String {
 }
 
 /// Applies the policy to one object.
-pub fn preview_object(obj: Value, policy: &Policy, source_name: &str) -> Result<Previewed, PreviewError> {
+pub fn preview_object(
+    obj: Value,
+    policy: &Policy,
+    source_name: &str,
+) -> Result<Previewed, PreviewError> {
     let id = object_id(&obj);
     let kind = obj["kind"].as_str().unwrap_or_default();
     let Some(path) = template_path(kind) else {
-        return Ok(Previewed { id, after: obj.clone(), before: obj, changes: Vec::new(), warnings: Vec::new() });
+        return Ok(Previewed {
+            id,
+            after: obj.clone(),
+            before: obj,
+            changes: Vec::new(),
+            warnings: Vec::new(),
+        });
     };
     let template = path.iter().try_fold(&obj, |v, k| v.get(*k));
     let Some(template) = template.filter(|t| t.is_object()) else {
@@ -100,17 +137,57 @@ pub fn preview_object(obj: Value, policy: &Policy, source_name: &str) -> Result<
             after: obj.clone(),
             before: obj,
             changes: Vec::new(),
-            warnings: vec![format!("{id}: no pod template at .{}; left unchanged", path.join("."))],
+            warnings: vec![format!(
+                "{id}: no pod template at .{}; left unchanged",
+                path.join(".")
+            )],
         });
     };
-    let evaluation = evaluate_json(template, policy).map_err(|error| PreviewError::BadTemplate {
-        source_name: source_name.into(),
-        id: id.clone(),
-        error,
+    let evaluation = evaluate_json(&as_created(kind, &obj, template), policy).map_err(|error| {
+        PreviewError::BadTemplate {
+            source_name: source_name.into(),
+            id: id.clone(),
+            error,
+        }
     })?;
     let mut after = obj.clone();
-    json_patch::patch(&mut after, &rebase(&evaluation.patch, path)).expect("the policy's patch applies to its own input");
-    Ok(Previewed { id, before: obj, after, changes: evaluation.changes, warnings: evaluation.warnings })
+    json_patch::patch(&mut after, &rebase(&evaluation.patch, path))
+        .expect("the policy's patch applies to its own input");
+    Ok(Previewed {
+        id,
+        before: obj,
+        after,
+        changes: evaluation.changes,
+        warnings: evaluation.warnings,
+    })
+}
+
+/// The pod template as the controller will create the pod: a StatefulSet's pods also get a
+/// `persistentVolumeClaim` volume per claim template. The policy's patch never touches
+/// `volumes`, so it applies to the template as written.
+fn as_created(kind: &str, obj: &Value, template: &Value) -> Value {
+    let claims = obj["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .filter(|_| kind == "StatefulSet");
+    let Some(claims) = claims else {
+        return template.clone();
+    };
+    let mut pod = template.clone();
+    let mut volumes = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for name in claims.iter().filter_map(|c| c["metadata"]["name"].as_str()) {
+        if !volumes.iter().any(|v| v["name"] == name) {
+            volumes.push(
+                serde_json::json!({"name": name, "persistentVolumeClaim": {"claimName": name}}),
+            );
+        }
+    }
+    if pod["spec"].is_object() {
+        pod["spec"]["volumes"] = Value::Array(volumes);
+    }
+    pod
 }
 
 /// The same patch, relative to `prefix` inside a larger document.
@@ -124,7 +201,10 @@ fn rebase(patch: &Patch, prefix: &[&str]) -> Patch {
                 for token in path.tokens() {
                     full.push_back(token);
                 }
-                PatchOperation::Add(AddOperation { path: full, value: value.clone() })
+                PatchOperation::Add(AddOperation {
+                    path: full,
+                    value: value.clone(),
+                })
             }
             other => unreachable!("the policy only adds, got {other:?}"),
         })
@@ -133,8 +213,15 @@ fn rebase(patch: &Patch, prefix: &[&str]) -> Patch {
 }
 
 /// Previews a whole stream.
-pub fn preview(text: &str, source_name: &str, policy: &Policy) -> Result<Vec<Previewed>, PreviewError> {
-    parse_stream(text, source_name)?.into_iter().map(|obj| preview_object(obj, policy, source_name)).collect()
+pub fn preview(
+    text: &str,
+    source_name: &str,
+    policy: &Policy,
+) -> Result<Vec<Previewed>, PreviewError> {
+    parse_stream(text, source_name)?
+        .into_iter()
+        .map(|obj| preview_object(obj, policy, source_name))
+        .collect()
 }
 
 #[cfg(test)]
@@ -191,19 +278,41 @@ spec:
         let dep = &out[1].after;
         let t = &dep["spec"]["template"];
         assert_eq!(t["spec"]["terminationGracePeriodSeconds"], 3600);
-        assert_eq!(t["metadata"]["labels"]["app.kubernetes.io/component"], "worker");
-        assert_eq!(t["spec"]["initContainers"][0]["name"], "buildbot-volume-permissions");
-        assert_eq!(dep["spec"]["selector"], json!({"matchLabels": {"app": "buildbot", "tier": "worker"}}), "selector untouched");
-        assert_eq!(dep["metadata"], out[1].before["metadata"], "only the template changes");
+        assert_eq!(
+            t["metadata"]["labels"]["app.kubernetes.io/component"],
+            "worker"
+        );
+        assert_eq!(
+            t["spec"]["initContainers"][0]["name"],
+            "buildbot-volume-permissions"
+        );
+        assert_eq!(
+            dep["spec"]["selector"],
+            json!({"matchLabels": {"app": "buildbot", "tier": "worker"}}),
+            "selector untouched"
+        );
+        assert_eq!(
+            dep["metadata"], out[1].before["metadata"],
+            "only the template changes"
+        );
         let cron = &out[2].after["spec"]["jobTemplate"]["spec"]["template"];
-        assert_eq!(cron["metadata"]["labels"]["app.kubernetes.io/name"], "buildbot", "missing template metadata created");
-        assert_eq!(cron["spec"]["containers"][0]["resources"]["requests"]["cpu"], "500m");
+        assert_eq!(
+            cron["metadata"]["labels"]["app.kubernetes.io/name"], "buildbot",
+            "missing template metadata created"
+        );
+        assert_eq!(
+            cron["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+            "500m"
+        );
     }
 
     #[test]
     fn previewing_the_output_again_changes_nothing() {
         let first = preview(SEED, "seed.yaml", &Policy::default()).unwrap();
-        let text: String = first.iter().map(|p| format!("---\n{}", serde_yaml::to_string(&p.after).unwrap())).collect();
+        let text: String = first
+            .iter()
+            .map(|p| format!("---\n{}", serde_yaml::to_string(&p.after).unwrap()))
+            .collect();
         let second = preview(&text, "out.yaml", &Policy::default()).unwrap();
         assert!(second.iter().all(|p| !p.changed()));
     }
@@ -215,19 +324,35 @@ spec:
         assert_eq!(out[0].id, "Pod/p");
         assert!(out[0].changed());
 
-        let e = preview("a: [unclosed", "bad.yaml", &Policy::default()).unwrap_err().to_string();
-        assert!(e.starts_with("bad.yaml: document 1: invalid YAML"), "{e}");
-        let e = preview("kind: Pod\n---\n- 1\n", "x.yaml", &Policy::default()).unwrap_err().to_string();
-        assert!(e.contains("document 2 is not a Kubernetes object"), "{e}");
-        let e = preview("kind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {containers: 3}}}", "d.yaml", &Policy::default())
+        let e = preview("a: [unclosed", "bad.yaml", &Policy::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("Deployment/d: the pod template is not a valid pod spec"), "{e}");
+        assert!(e.starts_with("bad.yaml: document 1: invalid YAML"), "{e}");
+        let e = preview("kind: Pod\n---\n- 1\n", "x.yaml", &Policy::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("document 2 is not a Kubernetes object"), "{e}");
+        let e = preview(
+            "kind: Deployment\nmetadata: {name: d}\nspec: {template: {spec: {containers: 3}}}",
+            "d.yaml",
+            &Policy::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("Deployment/d: the pod template is not a valid pod spec"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_workload_without_a_template_is_reported_not_fatal() {
-        let out = preview("kind: Deployment\nmetadata: {name: d}\nspec: {}", "d.yaml", &Policy::default()).unwrap();
+        let out = preview(
+            "kind: Deployment\nmetadata: {name: d}\nspec: {}",
+            "d.yaml",
+            &Policy::default(),
+        )
+        .unwrap();
         assert!(!out[0].changed());
         assert!(out[0].warnings[0].contains("no pod template"));
     }

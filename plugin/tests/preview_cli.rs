@@ -10,8 +10,19 @@ fn bin() -> Command {
 }
 
 fn run_stdin(args: &[&str], stdin: &str) -> Output {
-    let mut child = bin().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -24,15 +35,27 @@ fn yaml_from_stdin_with_warnings_on_stderr() {
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
     let obj: serde_json::Value = serde_yaml::from_str(&stdout).unwrap();
-    assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"], "500m");
-    assert_eq!(obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 60, "user's grace kept");
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
+        "500m"
+    );
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 60,
+        "user's grace kept"
+    );
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("Warning: Deployment/worker: terminationGracePeriodSeconds=60 kept"), "{stderr}");
+    assert!(
+        stderr.contains("Warning: Deployment/worker: terminationGracePeriodSeconds=60 kept"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn json_output_is_one_object_or_a_list() {
-    let out = run_stdin(&["preview", "-f", "-", "-o", "json"], &format!("{SEED_WORKER}---\n{NGINX}"));
+    let out = run_stdin(
+        &["preview", "-f", "-", "-o", "json"],
+        &format!("{SEED_WORKER}---\n{NGINX}"),
+    );
     assert!(out.status.success());
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["kind"], "List");
@@ -47,8 +70,13 @@ fn diff_exit_codes_follow_kubectl_diff() {
     let changed = run_stdin(&["preview", "-f", "-", "--diff"], SEED_WORKER);
     assert_eq!(changed.status.code(), Some(1));
     let text = String::from_utf8(changed.stdout).unwrap();
-    assert!(text.starts_with("--- a/Deployment/worker\n+++ b/Deployment/worker\n"), "{text}");
-    assert!(String::from_utf8(changed.stderr).unwrap().contains("Deployment/worker: resources: requested cpu=500m"));
+    assert!(
+        text.starts_with("--- a/Deployment/worker\n+++ b/Deployment/worker\n"),
+        "{text}"
+    );
+    assert!(String::from_utf8(changed.stderr)
+        .unwrap()
+        .contains("Deployment/worker: resources: requested cpu=500m"));
     let same = run_stdin(&["preview", "-f", "-", "--diff"], NGINX);
     assert_eq!(same.status.code(), Some(0));
     assert!(same.stdout.is_empty());
@@ -58,15 +86,26 @@ fn diff_exit_codes_follow_kubectl_diff() {
 
 #[test]
 fn errors_name_the_input_and_exit_non_zero() {
-    let out = run_stdin(&["preview", "-f", "-"], "apiVersion: v1\nkind: Pod\n---\njust a string\n");
+    let out = run_stdin(
+        &["preview", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\n---\njust a string\n",
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.starts_with("error: <stdin>: document 2 is not a Kubernetes object"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: <stdin>: document 2 is not a Kubernetes object"),
+        "{stderr}"
+    );
     assert!(out.stdout.is_empty(), "nothing half-printed");
 
-    let out = bin().args(["preview", "-f", "/definitely/missing.yaml"]).output().unwrap();
+    let out = bin()
+        .args(["preview", "-f", "/definitely/missing.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("cannot read /definitely/missing.yaml"));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("cannot read /definitely/missing.yaml"));
 }
 
 #[test]
@@ -75,11 +114,20 @@ fn policy_file_is_the_webhook_format() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("policy.yaml");
     std::fs::write(&cfg, "resources:\n  worker: {cpu: '2', memory: 4Gi}\n").unwrap();
-    let out = run_stdin(&["preview", "-f", "-", "--config", cfg.to_str().unwrap()], SEED_WORKER);
+    let out = run_stdin(
+        &["preview", "-f", "-", "--config", cfg.to_str().unwrap()],
+        SEED_WORKER,
+    );
     let obj: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
-    assert_eq!(obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"], "4Gi");
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"],
+        "4Gi"
+    );
     std::fs::write(&cfg, "mutations: {lables: false}\n").unwrap();
-    let out = run_stdin(&["preview", "-f", "-", "--config", cfg.to_str().unwrap()], SEED_WORKER);
+    let out = run_stdin(
+        &["preview", "-f", "-", "--config", cfg.to_str().unwrap()],
+        SEED_WORKER,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8(out.stderr).unwrap().contains("lables"));
 }
@@ -88,7 +136,12 @@ fn policy_file_is_the_webhook_format() {
 fn completion_and_version() {
     let out = bin().args(["completion", "bash"]).output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8(out.stdout).unwrap().contains("kubectl-buildbot"));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("kubectl-buildbot"));
     let out = bin().arg("version").output().unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("kubectl-buildbot {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("kubectl-buildbot {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use buildbot_webhook::duration::parse_duration;
 use buildbot_webhook::policy::Policy;
 use buildbot_webhook::server::{Server, ServerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -68,23 +69,6 @@ struct ServeArgs {
 enum LogFormat {
     Json,
     Text,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (number, unit) = s.trim().split_at(
-        s.trim()
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.trim().len()),
-    );
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 5s, 500ms or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
-    }
 }
 
 fn load_policy(path: &PathBuf) -> anyhow::Result<Policy> {

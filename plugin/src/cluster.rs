@@ -1,0 +1,318 @@
+//! The plugin's only door to the API server: connecting with kubectl's flags, server-side
+//! apply with our field manager, get and delete of the kinds we build, and errors that name
+//! the object and say what to do.
+
+use std::path::Path;
+use std::time::Duration;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::Client;
+use serde_json::Value;
+
+use crate::deploy::spec::FIELD_MANAGER;
+
+/// A failure talking to the cluster, said so that the user knows what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot load the kubeconfig: {0}\n  hint: pass --kubeconfig FILE or --context NAME, or set KUBECONFIG; without a cluster use --dry-run=client -o yaml")]
+    Config(String),
+    #[error("{action} {object} in namespace {namespace}: forbidden: {message}\n  hint: check with `kubectl auth can-i {verb} {resource} -n {namespace}` and ask your cluster administrator for that permission")]
+    Forbidden {
+        action: &'static str,
+        verb: &'static str,
+        object: String,
+        resource: String,
+        namespace: String,
+        message: String,
+    },
+    #[error("{action} {object}: not authenticated: {message}\n  hint: your kubeconfig's credentials were refused; log in again")]
+    Unauthorized {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("{action} {object}: namespace {namespace} does not exist\n  hint: create it with `kubectl create namespace {namespace}` or pick another with -n")]
+    NoNamespace {
+        action: &'static str,
+        object: String,
+        namespace: String,
+    },
+    #[error("{action} {object}: conflict: {message}\n  hint: another field manager owns these fields; rerun, or remove the other manager's fields")]
+    Conflict {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("{action} {object}: rejected as invalid: {message}")]
+    Invalid {
+        action: &'static str,
+        object: String,
+        message: String,
+    },
+    #[error("{action} {object}: the API server answered {code}: {message}")]
+    Api {
+        action: &'static str,
+        object: String,
+        code: u16,
+        message: String,
+    },
+    #[error("{action} {object}: no answer from the API server: {message}\n  hint: check that the cluster of context {context:?} is reachable (kubectl cluster-info)")]
+    Unreachable {
+        action: &'static str,
+        object: String,
+        context: String,
+        message: String,
+    },
+}
+
+/// The kinds deploy builds, with their API resources (no discovery round-trip needed).
+pub fn api_resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "NetworkPolicy" => "networkpolicies".to_string(),
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers".to_string(),
+        other => format!("{}s", other.to_ascii_lowercase()),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
+}
+
+/// A connected client and the namespace to work in.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    pub namespace: String,
+    /// The context name, for messages.
+    pub context: String,
+}
+
+impl Cluster {
+    /// Connects like kubectl: `--kubeconfig` (else `$KUBECONFIG`, else `~/.kube/config`, else
+    /// in-cluster), `--context`, `-n` (else the context's namespace, else `default`).
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        context: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Self, ClusterError> {
+        let options = KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        let mut config = match kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| ClusterError::Config(e.to_string()))?
+            }
+            None => match kube::Config::from_kubeconfig(&options).await {
+                Ok(c) => c,
+                Err(e) if context.is_none() => {
+                    kube::Config::incluster().map_err(|_| ClusterError::Config(e.to_string()))?
+                }
+                Err(e) => return Err(ClusterError::Config(e.to_string())),
+            },
+        };
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(30));
+        let namespace = namespace
+            .map(str::to_string)
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
+        Ok(Self {
+            client,
+            namespace,
+            context: context.unwrap_or("(current)").to_string(),
+        })
+    }
+
+    /// For tests: a cluster over any client (a tower-test mock).
+    pub fn from_client(client: Client, namespace: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_string(),
+            context: "test".into(),
+        }
+    }
+
+    fn api(&self, api_version: &str, kind: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &api_resource(api_version, kind),
+        )
+    }
+
+    /// Turns a client error into one that names the object and the fix.
+    pub fn explain(
+        &self,
+        e: kube::Error,
+        action: &'static str,
+        verb: &'static str,
+        kind: &str,
+        name: &str,
+    ) -> ClusterError {
+        let object = format!("{kind}/{name}");
+        let namespace = self.namespace.clone();
+        match e {
+            kube::Error::Api(status) => {
+                let message = status.message.clone();
+                match status.code {
+                    401 => ClusterError::Unauthorized {
+                        action,
+                        object,
+                        message,
+                    },
+                    403 => ClusterError::Forbidden {
+                        action,
+                        verb,
+                        object,
+                        resource: api_resource("v1", kind).plural,
+                        namespace,
+                        message,
+                    },
+                    404 if status
+                        .details
+                        .as_ref()
+                        .is_some_and(|d| d.kind == "namespaces") =>
+                    {
+                        ClusterError::NoNamespace {
+                            action,
+                            object,
+                            namespace,
+                        }
+                    }
+                    409 => ClusterError::Conflict {
+                        action,
+                        object,
+                        message,
+                    },
+                    422 => ClusterError::Invalid {
+                        action,
+                        object,
+                        message,
+                    },
+                    code => ClusterError::Api {
+                        action,
+                        object,
+                        code,
+                        message,
+                    },
+                }
+            }
+            other => ClusterError::Unreachable {
+                action,
+                object,
+                context: self.context.clone(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// Server-side apply of one object with our field manager, taking ownership of its
+    /// fields (`force`). `dry_run` asks the server to validate without persisting.
+    pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<Value, ClusterError> {
+        let (api_version, kind, name) = identity(obj);
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        let action = if dry_run { "checking" } else { "applying" };
+        let applied = self
+            .api(api_version, kind)
+            .patch(name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|e| self.explain(e, action, "patch", kind, name))?;
+        Ok(serde_json::to_value(applied).unwrap_or_default())
+    }
+
+    /// The object, or `None` when it does not exist.
+    pub async fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ClusterError> {
+        match self.api(api_version, kind).get_opt(name).await {
+            Ok(found) => Ok(found.map(|o| serde_json::to_value(o).unwrap_or_default())),
+            Err(e) => Err(self.explain(e, "reading", "get", kind, name)),
+        }
+    }
+
+    /// Deletes one object; `Ok(false)` when it was already gone.
+    pub async fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<bool, ClusterError> {
+        let params = DeleteParams {
+            dry_run,
+            ..DeleteParams::background()
+        };
+        match self.api(api_version, kind).delete(name, &params).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 && !namespace_missing(&s) => Ok(false),
+            Err(e) => Err(self.explain(
+                e,
+                if dry_run {
+                    "checking deletion of"
+                } else {
+                    "deleting"
+                },
+                "delete",
+                kind,
+                name,
+            )),
+        }
+    }
+
+    /// Objects of a kind matching a label selector.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        selector: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let params = kube::api::ListParams::default().labels(selector);
+        let list = self
+            .api(api_version, kind)
+            .list(&params)
+            .await
+            .map_err(|e| self.explain(e, "listing", "list", kind, selector))?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap_or_default())
+            .collect())
+    }
+
+    /// A GET through the API server (logs, service proxy): the body as text.
+    pub async fn get_text(&self, path: &str, what: &str) -> Result<String, ClusterError> {
+        let request = http::Request::get(path)
+            .body(Vec::new())
+            .expect("a valid request");
+        self.client
+            .request_text(request)
+            .await
+            .map_err(|e| self.explain(e, "reading", "get", what, ""))
+    }
+}
+
+/// A 404 about the namespace rather than the object.
+fn namespace_missing(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.kind == "namespaces")
+}
+
+/// `(apiVersion, kind, name)` of an object built by deploy.
+pub fn identity(obj: &Value) -> (&str, &str, &str) {
+    (
+        obj["apiVersion"].as_str().unwrap_or("v1"),
+        obj["kind"].as_str().unwrap_or_default(),
+        obj["metadata"]["name"].as_str().unwrap_or_default(),
+    )
+}

@@ -1,0 +1,529 @@
+//! Every object of a Buildbot installation, in the order they are applied.
+//!
+//! Pure: a [`DeploySpec`] and the [`Secrets`] in, objects out. Requests, volume permissions,
+//! worker grace and the graceful-stop hook are not written here: each pod template goes
+//! through the webhook's own policy ([`crate::preview::preview_object`]), so a cluster
+//! without the webhook gets exactly what the webhook would add.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use super::master_cfg;
+use super::secrets::Secrets;
+use super::spec::{
+    Database, DeploySpec, MasterConfig, DB_NAME, POSTGRES_PORT, WEB_PORT, WORKER_PORT,
+    WORKER_SECRETS_DIR,
+};
+use crate::preview::{preview_object, Previewed};
+
+/// Annotation on the master's pod template that changes with master.cfg, so that a new
+/// configuration rolls the master.
+pub const CONFIG_CHECKSUM: &str = "kubectl-buildbot.dev/config-checksum";
+
+/// The installation's objects, policy applied, in apply order (Secrets and configuration
+/// first, workloads last).
+pub fn build(spec: &DeploySpec, secrets: &Secrets) -> Vec<Previewed> {
+    let mut objects = Vec::new();
+    objects.extend(secret_objects(spec, secrets));
+    let cfg = config_map(spec);
+    let checksum = cfg
+        .as_ref()
+        .map(|c| fnv1a(c["data"]["master.cfg"].as_str().unwrap_or_default()));
+    objects.extend(cfg);
+    objects.push(master_service(spec));
+    objects.push(worker_service(spec));
+    if matches!(spec.database, Database::Bundled { .. }) {
+        objects.push(postgres_service(spec));
+    }
+    if spec.network_policy {
+        objects.extend(network_policies(spec));
+    }
+    objects.push(master_claim(spec));
+    if let Database::Bundled { image, storage } = &spec.database {
+        objects.push(postgres(spec, image, storage));
+    }
+    objects.push(master(spec, checksum));
+    objects.push(workers(spec));
+    objects
+        .into_iter()
+        .map(|o| {
+            preview_object(o, &spec.policy, "deploy").expect("deploy builds valid pod templates")
+        })
+        .collect()
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// FNV-1a, 64 bits: stable across Rust versions (unlike `DefaultHasher`).
+fn fnv1a(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    format!("{hash:016x}")
+}
+
+fn metadata(spec: &DeploySpec, name: String, component: &str) -> Value {
+    json!({"name": name, "namespace": spec.namespace, "labels": spec.labels(component)})
+}
+
+fn secret_objects(spec: &DeploySpec, secrets: &Secrets) -> Vec<Value> {
+    let mut out = Vec::new();
+    let workers: serde_json::Map<String, Value> = secrets
+        .workers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(b64(v))))
+        .collect();
+    out.push(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": metadata(spec, spec.worker_secret_name(), "worker"),
+        "data": workers,
+    }));
+    match &spec.database {
+        Database::Bundled { .. } => out.push(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": metadata(spec, spec.postgres_name(), "database"),
+            "data": {"password": b64(secrets.postgres.as_deref().unwrap_or_default())},
+        })),
+        Database::ExternalUrl(url) => out.push(json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": metadata(spec, spec.database_secret_name(), "database"),
+            "data": {"url": b64(url)},
+        })),
+        Database::ExternalSecret { .. } => {}
+    }
+    out
+}
+
+fn config_map(spec: &DeploySpec) -> Option<Value> {
+    let text = match &spec.config {
+        MasterConfig::Generated => master_cfg::generate(spec),
+        MasterConfig::File(text) => text.clone(),
+        MasterConfig::Url(_) => return None,
+    };
+    Some(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": metadata(spec, spec.config_name(), "master"),
+        "data": {"master.cfg": text},
+    }))
+}
+
+fn master_service(spec: &DeploySpec) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(spec, spec.master_name(), "master"),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": spec.selector("master"),
+            "ports": [
+                {"name": "http", "port": WEB_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "pb", "port": WORKER_PORT, "targetPort": "pb", "protocol": "TCP"},
+            ],
+        },
+    })
+}
+
+fn worker_service(spec: &DeploySpec) -> Value {
+    // The StatefulSet's governing Service: stable DNS names for the worker pods.
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(spec, spec.worker_name(), "worker"),
+        "spec": {"clusterIP": "None", "selector": spec.selector("worker")},
+    })
+}
+
+fn postgres_service(spec: &DeploySpec) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(spec, spec.postgres_name(), "database"),
+        "spec": {
+            "clusterIP": "None",
+            "selector": spec.selector("database"),
+            "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
+        },
+    })
+}
+
+fn network_policies(spec: &DeploySpec) -> Vec<Value> {
+    let np = |name: String, component: &str, ingress: Value| {
+        json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": metadata(spec, name, component),
+            "spec": {"podSelector": {"matchLabels": spec.selector(component)}, "policyTypes": ["Ingress"], "ingress": ingress},
+        })
+    };
+    let from =
+        |component: &str| json!([{"podSelector": {"matchLabels": spec.selector(component)}}]);
+    let mut out = vec![
+        // Workers reach 9989; the web UI (and the workers' preStop hook) reach 8080.
+        np(
+            format!("{}-master", spec.name),
+            "master",
+            json!([
+                {"from": from("worker"), "ports": [{"protocol": "TCP", "port": WORKER_PORT}]},
+                {"ports": [{"protocol": "TCP", "port": WEB_PORT}]},
+            ]),
+        ),
+        // Nothing needs to connect to a worker.
+        np(format!("{}-worker", spec.name), "worker", json!([])),
+    ];
+    if matches!(spec.database, Database::Bundled { .. }) {
+        out.push(np(
+            format!("{}-postgres", spec.name),
+            "database",
+            json!([{"from": from("master"), "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]}]),
+        ));
+    }
+    out
+}
+
+fn claim_spec(spec: &DeploySpec, size: &str) -> Value {
+    let mut s =
+        json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}});
+    if let Some(class) = &spec.storage_class {
+        s["storageClassName"] = json!(class);
+    }
+    s
+}
+
+fn master_claim(spec: &DeploySpec) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": metadata(spec, spec.master_claim_name(), "master"),
+        "spec": claim_spec(spec, &spec.master_storage),
+    })
+}
+
+/// A container security context: the given user, nothing else.
+fn restricted(uid: i64) -> Value {
+    json!({
+        "runAsNonRoot": true,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "allowPrivilegeEscalation": false,
+        "capabilities": {"drop": ["ALL"]},
+    })
+}
+
+fn pod_spec_common() -> Value {
+    json!({
+        "automountServiceAccountToken": false,
+        "enableServiceLinks": false,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+    })
+}
+
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+fn postgres(spec: &DeploySpec, image: &str, storage: &str) -> Value {
+    let probe = |period: u32| {
+        json!({"exec": {"command": ["pg_isready", "-U", DB_NAME, "-d", DB_NAME, "-h", "127.0.0.1"]},
+               "periodSeconds": period, "timeoutSeconds": 5})
+    };
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": metadata(spec, spec.postgres_name(), "database"),
+        "spec": {
+            "serviceName": spec.postgres_name(),
+            "replicas": 1,
+            "selector": {"matchLabels": spec.selector("database")},
+            "template": {
+                "metadata": {"labels": spec.labels("database")},
+                "spec": with(pod_spec_common(), json!({
+                    "containers": [{
+                        "name": "postgres",
+                        "image": image,
+                        "ports": [{"name": "postgres", "containerPort": POSTGRES_PORT}],
+                        "env": [
+                            {"name": "POSTGRES_USER", "value": DB_NAME},
+                            {"name": "POSTGRES_DB", "value": DB_NAME},
+                            {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": spec.postgres_name(), "key": "password"}}},
+                            // A subdirectory: a fresh volume's root may hold lost+found.
+                            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+                        ],
+                        "readinessProbe": probe(5),
+                        "livenessProbe": with(probe(20), json!({"failureThreshold": 6})),
+                        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/postgresql/data"}],
+                        "securityContext": restricted(999),
+                    }],
+                })),
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data", "labels": spec.labels("database")},
+                "spec": claim_spec(spec, storage),
+            }],
+        },
+    })
+}
+
+fn database_url_env(spec: &DeploySpec) -> Vec<Value> {
+    match &spec.database {
+        Database::Bundled { .. } => vec![
+            json!({"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {"name": spec.postgres_name(), "key": "password"}}}),
+            json!({"name": "BUILDBOT_DB_URL", "value": format!(
+                "postgresql+psycopg2://{DB_NAME}:$(POSTGRES_PASSWORD)@{}:{POSTGRES_PORT}/{DB_NAME}", spec.postgres_name()
+            )}),
+        ],
+        Database::ExternalUrl(_) => vec![
+            json!({"name": "BUILDBOT_DB_URL", "valueFrom": {"secretKeyRef": {"name": spec.database_secret_name(), "key": "url"}}}),
+        ],
+        Database::ExternalSecret { name, key } => vec![
+            json!({"name": "BUILDBOT_DB_URL", "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}),
+        ],
+    }
+}
+
+fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
+    let basedir = "/var/lib/buildbot";
+    let mut env = database_url_env(spec);
+    env.extend([
+        json!({"name": "BUILDBOT_WEB_URL", "value": spec.web_url}),
+        json!({"name": "BUILDBOT_WEB_PORT", "value": WEB_PORT.to_string()}),
+        json!({"name": "BUILDBOT_WORKER_PORT", "value": WORKER_PORT.to_string()}),
+    ]);
+    let mut mounts = vec![
+        json!({"name": "basedir", "mountPath": basedir}),
+        json!({"name": "worker-passwords", "mountPath": WORKER_SECRETS_DIR, "readOnly": true}),
+    ];
+    match &spec.config {
+        MasterConfig::Url(url) => env.extend([
+            json!({"name": "BUILDBOT_CONFIG_URL", "value": url}),
+            json!({"name": "BUILDBOT_CONFIG_DIR", "value": "config"}),
+        ]),
+        _ => mounts.push(json!({"name": "config", "mountPath": format!("{basedir}/master.cfg"), "subPath": "master.cfg", "readOnly": true})),
+    }
+    let mut volumes = vec![
+        json!({"name": "basedir", "persistentVolumeClaim": {"claimName": spec.master_claim_name()}}),
+        json!({"name": "worker-passwords", "secret": {"secretName": spec.worker_secret_name()}}),
+    ];
+    if !matches!(spec.config, MasterConfig::Url(_)) {
+        volumes.push(json!({"name": "config", "configMap": {"name": spec.config_name()}}));
+    }
+    let http_probe = |period: u32, failures: u32| json!({"httpGet": {"path": "/", "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5});
+    let mut template_meta = json!({"labels": spec.labels("master")});
+    if let Some(sum) = checksum {
+        template_meta["annotations"] = json!({CONFIG_CHECKSUM: sum});
+    }
+    let container = |name: &str| {
+        json!({
+            "name": name,
+            "image": spec.master_image,
+            "workingDir": basedir,
+            "env": env,
+            "volumeMounts": mounts,
+            "securityContext": restricted(1000),
+        })
+    };
+    // Waits for the database, then creates or upgrades its schema: the master never starts
+    // against a database that is not there or not upgraded (the seed's crash loop).
+    let mut upgrade = container("upgrade-master");
+    upgrade["command"] = json!(["sh", "-c",
+        format!("until buildbot upgrade-master {basedir}; do echo 'waiting for the database...'; sleep 3; done")]);
+    let mut main = container("master");
+    main["ports"] = json!([
+        {"name": "http", "containerPort": WEB_PORT},
+        {"name": "pb", "containerPort": WORKER_PORT},
+    ]);
+    main["startupProbe"] = http_probe(5, 60);
+    main["readinessProbe"] = http_probe(10, 3);
+    main["livenessProbe"] = http_probe(20, 6);
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(spec, spec.master_name(), "master"),
+        "spec": {
+            "replicas": 1,
+            // One master owns the basedir and the claim: never two at once.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": spec.selector("master")},
+            "template": {
+                "metadata": template_meta,
+                "spec": with(pod_spec_common(), json!({
+                    "initContainers": [upgrade],
+                    "containers": [main],
+                    "volumes": volumes,
+                })),
+            },
+        },
+    })
+}
+
+fn workers(spec: &DeploySpec) -> Value {
+    // The official image's tac reads WORKERPASS; each pod picks its own from the Secret.
+    let start = format!(
+        "export WORKERPASS=\"$(cat {WORKER_SECRETS_DIR}/$WORKERNAME)\" && exec twistd --pidfile= -ny buildbot.tac"
+    );
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": metadata(spec, spec.worker_name(), "worker"),
+        "spec": {
+            "serviceName": spec.worker_name(),
+            "replicas": spec.workers,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": spec.selector("worker")},
+            "template": {
+                "metadata": {"labels": spec.labels("worker")},
+                "spec": with(pod_spec_common(), json!({
+                    "containers": [{
+                        "name": "worker",
+                        "image": spec.worker_image,
+                        "command": ["/usr/local/bin/dumb-init", "sh", "-c", start],
+                        "env": [
+                            {"name": "WORKERNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "BUILDMASTER", "value": spec.master_name()},
+                            {"name": "BUILDMASTER_PORT", "value": WORKER_PORT.to_string()},
+                            {"name": "BUILDBOT_MASTER_URL", "value": spec.master_url()},
+                        ],
+                        "volumeMounts": [{"name": "worker-passwords", "mountPath": WORKER_SECRETS_DIR, "readOnly": true}],
+                        "securityContext": restricted(1000),
+                    }],
+                    "volumes": [{"name": "worker-passwords", "secret": {"secretName": spec.worker_secret_name()}}],
+                })),
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::spec::DeploySpec;
+
+    fn objects(spec: &DeploySpec) -> Vec<Value> {
+        build(spec, &Secrets::default().complete(spec))
+            .into_iter()
+            .map(|p| p.after)
+            .collect()
+    }
+
+    fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind}/{name} not built"))
+    }
+
+    #[test]
+    fn builds_a_complete_installation_in_apply_order() {
+        let spec = DeploySpec::new("bb", "ci");
+        let objs = objects(&spec);
+        let ids: Vec<String> = objs.iter().map(crate::preview::object_id).collect();
+        assert_eq!(
+            ids,
+            [
+                "Secret/bb-workers",
+                "Secret/bb-postgres",
+                "ConfigMap/bb-config",
+                "Service/bb",
+                "Service/bb-worker",
+                "Service/bb-postgres",
+                "NetworkPolicy/bb-master",
+                "NetworkPolicy/bb-worker",
+                "NetworkPolicy/bb-postgres",
+                "PersistentVolumeClaim/bb-master",
+                "StatefulSet/bb-postgres",
+                "Deployment/bb",
+                "StatefulSet/bb-worker",
+            ]
+        );
+        assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "ci"));
+    }
+
+    #[test]
+    fn pod_templates_carry_the_webhook_policy() {
+        let objs = objects(&DeploySpec::new("bb", "ci"));
+        let worker = &find(&objs, "StatefulSet", "bb-worker")["spec"]["template"]["spec"];
+        assert_eq!(worker["terminationGracePeriodSeconds"], 3600);
+        assert_eq!(
+            worker["containers"][0]["resources"]["requests"]["cpu"],
+            "500m"
+        );
+        assert!(worker["containers"][0]["lifecycle"]["preStop"]["exec"]["command"].is_array());
+        assert_eq!(worker["securityContext"]["fsGroup"], 1000);
+        let master = &find(&objs, "Deployment", "bb")["spec"]["template"]["spec"];
+        assert_eq!(
+            master["containers"][0]["resources"]["requests"]["memory"],
+            "512Mi"
+        );
+        assert_eq!(
+            master["initContainers"][0]["name"], "buildbot-volume-permissions",
+            "claim chowned first"
+        );
+        assert_eq!(master["initContainers"][1]["name"], "upgrade-master");
+        let pg = &find(&objs, "StatefulSet", "bb-postgres")["spec"]["template"]["spec"];
+        assert_eq!(pg["securityContext"]["fsGroup"], 999);
+        let init = &pg["initContainers"][0];
+        assert_eq!(
+            init["volumeMounts"][0]["name"], "data",
+            "volumeClaimTemplates count as claims"
+        );
+        assert!(init["command"][2]
+            .as_str()
+            .unwrap()
+            .contains("999 999 '0700'"));
+    }
+
+    #[test]
+    fn the_policy_has_nothing_left_to_add() {
+        // What deploy applies is already what the webhook wants: a webhook in the cluster
+        // changes nothing.
+        let objs = objects(&DeploySpec::new("bb", "ci"));
+        for o in &objs {
+            let again =
+                preview_object(o.clone(), &buildbot_webhook::policy::Policy::default(), "t")
+                    .unwrap();
+            assert!(!again.changed(), "{} changed again", again.id);
+        }
+    }
+
+    #[test]
+    fn external_database_replaces_postgres() {
+        let mut spec = DeploySpec::new("bb", "ci");
+        spec.database = Database::ExternalUrl("postgresql://u:p@db.example.com/bb".into());
+        spec.network_policy = false;
+        let objs = objects(&spec);
+        assert!(!objs.iter().any(|o| o["metadata"]["name"] == "bb-postgres"));
+        assert!(!objs.iter().any(|o| o["kind"] == "NetworkPolicy"));
+        let env =
+            &find(&objs, "Deployment", "bb")["spec"]["template"]["spec"]["containers"][0]["env"][0];
+        assert_eq!(
+            env["valueFrom"]["secretKeyRef"],
+            json!({"name": "bb-database", "key": "url"})
+        );
+        let secret = find(&objs, "Secret", "bb-database");
+        assert_eq!(
+            secret["data"]["url"],
+            b64("postgresql://u:p@db.example.com/bb")
+        );
+    }
+
+    #[test]
+    fn config_url_mode_has_no_config_map_and_sets_the_entrypoint_variables() {
+        let mut spec = DeploySpec::new("bb", "ci");
+        spec.config = MasterConfig::Url("https://example.com/cfg.tar.gz".into());
+        let objs = objects(&spec);
+        assert!(!objs.iter().any(|o| o["kind"] == "ConfigMap"));
+        let master = &find(&objs, "Deployment", "bb")["spec"]["template"];
+        assert!(master["metadata"].get("annotations").is_none());
+        let env = master["spec"]["containers"][0]["env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e["name"] == "BUILDBOT_CONFIG_URL"));
+    }
+
+    #[test]
+    fn a_new_config_changes_the_checksum() {
+        let mut spec = DeploySpec::new("bb", "ci");
+        let sum = |spec: &DeploySpec| {
+            find(&objects(spec), "Deployment", "bb")["spec"]["template"]["metadata"]["annotations"]
+                [CONFIG_CHECKSUM]
+                .clone()
+        };
+        let a = sum(&spec);
+        spec.config = MasterConfig::File("c = BuildmasterConfig = {}\n".into());
+        assert_ne!(a, sum(&spec));
+        assert_eq!(fnv1a(""), "cbf29ce484222325");
+    }
+}
