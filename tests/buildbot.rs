@@ -1,0 +1,313 @@
+//! Real Buildbot processes for the tests: a master from a generated master.cfg, workers
+//! started the way the worker StatefulSet starts them, and a small REST client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::{free_port, temp_dir, tool};
+
+/// Stand-in for the official `buildbot/buildbot-worker` image's buildbot.tac, with the same
+/// contract: BUILDMASTER, BUILDMASTER_PORT, WORKERNAME, WORKERPASS from the environment, the
+/// password taken out of the environment, and no `allow_shutdown` (so only the master can
+/// stop the worker gracefully).
+pub const WORKER_TAC: &str = r#"import os
+import sys
+
+from twisted.application import service
+from twisted.python.log import FileLogObserver, ILogObserver
+
+from buildbot_worker.bot import Worker
+
+env = os.environ
+password = env.pop("WORKERPASS", None)
+application = service.Application("buildbot-worker")
+application.setComponent(ILogObserver, FileLogObserver(sys.stdout).emit)
+Worker(
+    env.get("BUILDMASTER", "localhost"),
+    int(env.get("BUILDMASTER_PORT", "9989")),
+    env.get("WORKERNAME", "docker"),
+    password,
+    os.path.abspath(os.path.dirname(__file__)),
+    600,
+    umask=None,
+    maxdelay=300,
+    allow_shutdown=None,
+    maxRetries=10,
+).setServiceParent(application)
+"#;
+
+/// PATH with the tools' venv first, so `buildbot`, `twistd` and `python3` are Buildbot's.
+pub fn venv_path() -> String {
+    let venv_bin = tool("python").parent().unwrap().to_path_buf();
+    format!(
+        "{}:{}",
+        venv_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// One HTTP/1.0 request to loopback; JSON in and out.
+pub fn http_json(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .and_then(|_| s.write_all(&body))
+        .map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP response")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or("bad status line")?;
+    Ok((code, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+/// Polls `f` every 250 ms until it returns `Some`, or panics after `timeout` saying `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A Buildbot master in a temporary basedir.
+pub struct Master {
+    pub basedir: PathBuf,
+    pub web_port: u16,
+    pub pb_port: u16,
+    env: Vec<(String, String)>,
+    started: bool,
+}
+
+impl Master {
+    /// `buildbot create-master`, then our master.cfg in place of the sample. `env` is the
+    /// master container's environment (database URL, worker passwords directory...).
+    pub fn create(master_cfg: &str, env: Vec<(String, String)>) -> Self {
+        let basedir = temp_dir("master");
+        let (web_port, pb_port) = (free_port(), free_port());
+        let mut env = env;
+        env.push(("BUILDBOT_WEB_PORT".into(), web_port.to_string()));
+        env.push(("BUILDBOT_WORKER_PORT".into(), pb_port.to_string()));
+        env.push((
+            "BUILDBOT_WEB_URL".into(),
+            format!("http://127.0.0.1:{web_port}/"),
+        ));
+        let master = Self {
+            basedir,
+            web_port,
+            pb_port,
+            env,
+            started: false,
+        };
+        master
+            .buildbot(&["create-master", "-r", "."])
+            .expect("create-master");
+        std::fs::write(master.basedir.join("master.cfg"), master_cfg).unwrap();
+        master
+    }
+
+    /// Runs `buildbot ARGS` in the basedir with the master's environment: Ok(output) when it
+    /// succeeds, Err(output) otherwise.
+    pub fn buildbot(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(tool("buildbot"))
+            .args(args)
+            .current_dir(&self.basedir)
+            .env("PATH", venv_path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run buildbot");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.status.success() {
+            Ok(text)
+        } else {
+            Err(text)
+        }
+    }
+
+    /// `buildbot start`: returns once the master is running.
+    pub fn start(&mut self) {
+        let out = self.buildbot(&["start", "."]);
+        self.started = true;
+        if let Err(e) = out {
+            let log = std::fs::read_to_string(self.basedir.join("twistd.log")).unwrap_or_default();
+            panic!("master did not start: {e}\n--- twistd.log ---\n{log}");
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.web_port)
+    }
+
+    /// GET /api/v2/PATH.
+    pub fn get(&self, path: &str) -> Value {
+        let (code, v) =
+            http_json(self.web_port, "GET", &format!("/api/v2/{path}"), None).expect("REST GET");
+        assert_eq!(code, 200, "GET {path}: {v}");
+        v
+    }
+
+    /// A JSON-RPC control call on /api/v2/PATH.
+    pub fn control(&self, path: &str, method: &str, params: Value) -> (u16, Value) {
+        let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+        http_json(
+            self.web_port,
+            "POST",
+            &format!("/api/v2/{path}"),
+            Some(&body),
+        )
+        .expect("REST POST")
+    }
+
+    /// The names of the workers connected now.
+    pub fn connected_workers(&self) -> Vec<String> {
+        self.get("workers")["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["connected_to"].as_array().is_some_and(|c| !c.is_empty()))
+            .map(|w| w["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Forces a build of `builder` with extra properties; returns the build request's id.
+    pub fn force(&self, builder: &str, properties: Value) -> i64 {
+        let builders = self.get("builders");
+        let id = builders["builders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == builder)
+            .expect("builder")["builderid"]
+            .clone();
+        let mut params = json!({"builderid": id.to_string()});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(properties.as_object().cloned().unwrap_or_default());
+        let (code, v) = self.control("forceschedulers/force", "force", params);
+        assert_eq!(code, 200, "force: {v}");
+        v["result"][0].as_i64().expect("buildset id")
+    }
+
+    /// All builds, oldest first.
+    pub fn builds(&self) -> Vec<Value> {
+        self.get("builds?order=buildid")["builds"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// The twistd log so far, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.basedir.join("twistd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if self.started {
+            let _ = self.buildbot(&["stop", "--no-wait", "."]);
+        }
+    }
+}
+
+/// A worker process, started with the worker StatefulSet's own command.
+pub struct WorkerProcess {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Starts `command` (the container's command without dumb-init) in a fresh worker
+    /// directory holding the image's buildbot.tac, with the container's environment.
+    pub fn start(command: &[String], env: Vec<(String, String)>) -> Self {
+        let dir = temp_dir("worker");
+        std::fs::write(dir.join("buildbot.tac"), WORKER_TAC).unwrap();
+        let log = dir.join("worker.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(&command[0])
+            .args(&command[1..])
+            .current_dir(&dir)
+            .env("PATH", venv_path())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start the worker");
+        Self {
+            child,
+            dir,
+            env,
+            log,
+        }
+    }
+
+    /// Sends a signal, as the kubelet does (`TERM`, `KILL`).
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
