@@ -65,6 +65,7 @@ pub fn postgres_bin_dir() -> PathBuf {
 }
 
 pub mod buildbot;
+pub mod installation;
 pub mod postgres;
 
 /// A TCP port free on loopback now.

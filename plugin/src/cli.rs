@@ -40,6 +40,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Delete an installation; claims and Secrets are kept unless --purge.
     Delete(DeleteArgs),
+    /// Scale workers by hand (draining those that go) or automatically (CPU or Buildbot's queue).
+    Scale(ScaleArgs),
     /// Show what the admission webhook would do to manifests, offline (no cluster needed).
     Preview(PreviewArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -161,4 +163,47 @@ pub struct DeleteArgs {
     /// Do not ask before --purge.
     #[arg(short = 'y', long)]
     pub yes: bool,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["workers", "auto"])))]
+pub struct ScaleArgs {
+    /// Installation name.
+    #[arg(default_value = "buildbot")]
+    pub name: String,
+    /// Set the number of workers; going down drains the highest-numbered workers first.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// Scale automatically between --min and --max: on CPU (--cpu), or on Buildbot's queue (--queue, needs KEDA).
+    #[arg(long, requires = "max")]
+    pub auto: bool,
+    /// Fewest workers (0 needs --queue).
+    #[arg(long, value_name = "A", default_value_t = 1, requires = "auto")]
+    pub min: u32,
+    /// Most workers (at most the slots master.cfg declares).
+    #[arg(long, value_name = "B", requires = "auto")]
+    pub max: Option<u32>,
+    /// Target average CPU utilisation of the workers, in percent of their request.
+    #[arg(
+        long,
+        value_name = "PCT",
+        default_value_t = 70,
+        conflicts_with = "queue"
+    )]
+    pub cpu: u32,
+    /// Scale on Buildbot's unfinished build requests through KEDA instead of CPU.
+    #[arg(long, requires = "auto")]
+    pub queue: bool,
+    /// With --queue: unfinished build requests per worker.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub builds_per_worker: u32,
+    /// With --workers, how long to wait for the leaving workers' builds.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// `client`: print the objects, contact no cluster; `server`: have the API server check them.
+    #[arg(long, value_enum, default_value_t = DryRun::None, num_args = 0..=1, default_missing_value = "client", require_equals = true)]
+    pub dry_run: DryRun,
+    /// Print the objects as yaml or json.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
 }

@@ -288,6 +288,48 @@ impl Cluster {
             .collect())
     }
 
+    /// Sets a workload's replicas through its `scale` subresource (a merge patch, as
+    /// `kubectl scale` does).
+    pub async fn scale(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        replicas: u32,
+        dry_run: bool,
+    ) -> Result<(), ClusterError> {
+        let mut params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        params.dry_run = dry_run;
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        self.api(api_version, kind)
+            .patch_scale(name, &params, &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.explain(e, "scaling", "patch", kind, name))
+    }
+
+    /// A POST of JSON through the API server (the service proxy): the answer as JSON.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> Result<Value, ClusterError> {
+        let request = http::Request::post(path)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap_or_default())
+            .expect("a valid request");
+        let text = self
+            .client
+            .request_text(request)
+            .await
+            .map_err(|e| self.explain(e, "calling", "create", what, ""))?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     /// A GET through the API server (logs, service proxy): the body as text.
     pub async fn get_text(&self, path: &str, what: &str) -> Result<String, ClusterError> {
         let request = http::Request::get(path)

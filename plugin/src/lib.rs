@@ -7,3 +7,4 @@ pub mod commands;
 pub mod deploy;
 pub mod output;
 pub mod preview;
+pub mod scale;

@@ -12,14 +12,14 @@ use clap::{CommandFactory as _, Parser as _};
 use std::io::IsTerminal as _;
 
 use kubectl_buildbot::cli::{
-    Cli, Command, DeleteArgs, DeployArgs, PreviewArgs, StatusArgs, StatusFormat,
+    Cli, Command, DeleteArgs, DeployArgs, PreviewArgs, ScaleArgs, StatusArgs, StatusFormat,
 };
 use kubectl_buildbot::cluster::Cluster;
 use kubectl_buildbot::commands::deploy::{self as deploy_cmd, DryRun};
-use kubectl_buildbot::commands::{delete as delete_cmd, status as status_cmd};
+use kubectl_buildbot::commands::{delete as delete_cmd, scale as scale_cmd, status as status_cmd};
 use kubectl_buildbot::deploy::{Database, DeploySpec, MasterConfig, Secrets};
 use kubectl_buildbot::output::Format;
-use kubectl_buildbot::{output, preview};
+use kubectl_buildbot::{output, preview, scale};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -45,6 +45,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => runtime()?.block_on(deploy(&cli, args)),
         Command::Status(args) => runtime()?.block_on(status(&cli, args)),
         Command::Delete(args) => runtime()?.block_on(delete(&cli, args)),
+        Command::Scale(args) => runtime()?.block_on(scale_workers(&cli, args)),
         Command::Completion { shell } => {
             clap_complete::generate(
                 *shell,
@@ -306,6 +307,76 @@ async fn delete(cli: &Cli, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
     }
     if !result.kept.is_empty() {
         eprintln!("Kept (delete with --purge): {}", result.kept.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn scale_workers(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
+    let print = |objects: &[serde_json::Value], suffix: &str| match args.output {
+        Some(format) => print!("{}", output::render(objects, format)),
+        None => print!("{}", deploy_cmd::result_lines(objects, suffix)),
+    };
+    let max = args.max.unwrap_or(0);
+    if args.dry_run == DryRun::Client {
+        let spec = DeploySpec::new(&args.name, &offline_namespace(cli).await);
+        if args.auto {
+            // The slots are only known on the cluster; the rest can be checked here.
+            scale::check_bounds(&spec, args.min, max, u32::MAX, args.queue)?;
+        }
+        let object = match args.workers {
+            Some(n) => scale::scale_object(&spec, n),
+            None if args.queue => {
+                scale::scaled_object(&spec, args.min, max, args.builds_per_worker)
+            }
+            None => scale::hpa(&spec, args.min, max, args.cpu),
+        };
+        print(&[object], "configured (dry run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = connect(cli).await?;
+    let spec = DeploySpec::new(&args.name, &cluster.namespace);
+    let server_dry_run = args.dry_run == DryRun::Server;
+    let suffix = if server_dry_run {
+        "configured (server dry run)"
+    } else {
+        "configured"
+    };
+    match args.workers {
+        Some(n) if server_dry_run => {
+            cluster
+                .scale("apps/v1", "StatefulSet", &spec.worker_name(), n, true)
+                .await?;
+            print(&[scale::scale_object(&spec, n)], suffix);
+        }
+        Some(n) => {
+            scale_cmd::scale_to(
+                &cluster,
+                &spec,
+                n,
+                args.timeout,
+                std::time::Duration::from_secs(5),
+                &mut std::io::stderr(),
+            )
+            .await?;
+        }
+        None if args.queue => {
+            let applied = scale_cmd::autoscale_queue(
+                &cluster,
+                &spec,
+                args.min,
+                max,
+                args.builds_per_worker,
+                server_dry_run,
+            )
+            .await?;
+            print(&[applied], suffix);
+        }
+        None => {
+            let applied =
+                scale_cmd::autoscale_cpu(&cluster, &spec, args.min, max, args.cpu, server_dry_run)
+                    .await?;
+            print(&[applied], suffix);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

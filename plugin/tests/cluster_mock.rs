@@ -1,126 +1,14 @@
 //! deploy, status and delete against kube-rs' tower-test mock service: the exact requests
 //! (verb, path, query, field manager, force, dryRun, body), and what happens on API errors.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+mod common;
 
 use base64::Engine as _;
-use http::{Request, Response};
-use kube::client::Body;
-use kube::Client;
+use common::*;
 use kubectl_buildbot::cluster::{Cluster, ClusterError};
 use kubectl_buildbot::commands::{delete, deploy, status};
 use kubectl_buildbot::deploy::DeploySpec;
 use serde_json::{json, Value};
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    content_type: Option<String>,
-    body: Value,
-}
-
-impl Seen {
-    fn line(&self) -> String {
-        let q: Vec<String> = self.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!(
-            "{} {}{}{}",
-            self.method,
-            self.path,
-            if q.is_empty() { "" } else { "?" },
-            q.join("&")
-        )
-    }
-    /// dryRun=All, in the query (PATCH) or in the DeleteOptions body (DELETE).
-    fn dry_run(&self) -> bool {
-        self.query.get("dryRun").map(String::as_str) == Some("All")
-            || self.body["dryRun"] == json!(["All"])
-    }
-}
-
-type Handler = dyn Fn(&Seen) -> Option<(u16, Value)> + Send + Sync;
-
-/// A fake API server: `handler` answers each request (`None` drops it: a network failure).
-fn fake(
-    handler: impl Fn(&Seen) -> Option<(u16, Value)> + Send + Sync + 'static,
-) -> (Cluster, Arc<Mutex<Vec<Seen>>>) {
-    let handler: Arc<Handler> = Arc::new(handler);
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let query = parts
-                .uri
-                .query()
-                .unwrap_or_default()
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (k.to_string(), v.to_string())
-                })
-                .collect();
-            let s = Seen {
-                method: parts.method.to_string(),
-                path: parts.uri.path().to_string(),
-                query,
-                content_type: parts
-                    .headers
-                    .get("content-type")
-                    .map(|v| v.to_str().unwrap().to_string()),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let answer = handler(&s);
-            log.lock().unwrap().push(s);
-            match answer {
-                Some((code, value)) => send.send_response(
-                    Response::builder()
-                        .status(code)
-                        .header("content-type", "application/json")
-                        .body(Body::from(serde_json::to_vec(&value).unwrap()))
-                        .unwrap(),
-                ),
-                None => drop(send),
-            }
-        }
-    });
-    (Cluster::from_client(Client::new(service, "ci"), "ci"), seen)
-}
-
-fn status(code: u16, reason: &str, message: &str, kind: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
-           "details": {"name": "x", "kind": kind}, "code": code})
-}
-
-fn not_found(s: &Seen) -> Option<(u16, Value)> {
-    let kind = s
-        .path
-        .split('/')
-        .rev()
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    Some((404, status(404, "NotFound", "not found", &kind)))
-}
-
-/// GETs find nothing; PATCHes echo the object; DELETEs succeed.
-fn empty_cluster(s: &Seen) -> Option<(u16, Value)> {
-    match s.method.as_str() {
-        "GET" if s.path.ends_with("persistentvolumeclaims") => Some((
-            200,
-            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}),
-        )),
-        "GET" => not_found(s),
-        "PATCH" => Some((200, s.body.clone())),
-        "DELETE" => Some((200, status(200, "", "", ""))),
-        _ => Some((405, status(405, "MethodNotAllowed", "unexpected", ""))),
-    }
-}
 
 fn spec() -> DeploySpec {
     DeploySpec::new("bb", "ci")
@@ -408,15 +296,21 @@ async fn delete_keeps_claims_and_secrets_and_checks_before_deleting() {
     assert_eq!(seen[0].line(), "GET /api/v1/namespaces/ci/persistentvolumeclaims?&labelSelector=app.kubernetes.io%2Fname%3Dbuildbot%2Capp.kubernetes.io%2Finstance%3Dbb".replace("?&", "?"));
     let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
     let (checks, real): (Vec<&&Seen>, Vec<&&Seen>) = deletes.iter().partition(|s| s.dry_run());
-    assert_eq!(checks.len(), 11);
-    assert_eq!(real.len(), 11);
+    assert_eq!(checks.len(), 13);
+    assert_eq!(real.len(), 13);
     assert!(
-        deletes.iter().take(11).all(|s| s.dry_run()),
+        deletes.iter().take(13).all(|s| s.dry_run()),
         "all checks come before any deletion"
     );
+    let order: Vec<&str> = real.iter().take(3).map(|s| s.path.as_str()).collect();
     assert_eq!(
-        real[0].path, "/apis/apps/v1/namespaces/ci/statefulsets/bb-worker",
-        "workers go first"
+        order,
+        [
+            "/apis/autoscaling/v2/namespaces/ci/horizontalpodautoscalers/bb-worker",
+            "/apis/keda.sh/v1alpha1/namespaces/ci/scaledobjects/bb-worker",
+            "/apis/apps/v1/namespaces/ci/statefulsets/bb-worker",
+        ],
+        "autoscalers, then workers, first"
     );
     assert!(
         !deletes
@@ -473,7 +367,8 @@ async fn purge_deletes_claims_and_secrets_too() {
             .iter()
             .filter(|s| s.method == "DELETE")
             .count()
-            == 2 * 16
+            == 2 * 18,
+        "13 objects, 4 purged by name, 1 claim found by label; each checked, then deleted"
     );
 }
 

@@ -10,11 +10,18 @@ use crate::deploy::spec::DeploySpec;
 /// One object to delete: `(apiVersion, kind, name)`.
 pub type Target = (&'static str, &'static str, String);
 
-/// What deploy makes, workers first (their preStop hooks drain builds while the master is
-/// still up), data last.
+/// What deploy and scale make: autoscalers, then workers (their preStop hooks drain builds
+/// while the master is still up), data last.
 pub fn targets(spec: &DeploySpec, purge: bool) -> Vec<Target> {
     let n = &spec.name;
     let mut t: Vec<Target> = vec![
+        // Autoscalers first, so that nothing scales while the rest goes.
+        (
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            spec.worker_name(),
+        ),
+        ("keda.sh/v1alpha1", "ScaledObject", spec.worker_name()),
         ("apps/v1", "StatefulSet", spec.worker_name()),
         ("apps/v1", "Deployment", spec.master_name()),
         ("apps/v1", "StatefulSet", spec.postgres_name()),

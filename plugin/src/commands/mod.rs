@@ -2,4 +2,5 @@
 
 pub mod delete;
 pub mod deploy;
+pub mod scale;
 pub mod status;

@@ -27,7 +27,8 @@ def main(argv):
             return 0
         base = "http://%s:%s/" % (env["BUILDMASTER"], env.get("BUILDBOT_WEB_PORT", "8010"))
     name = env.get("WORKERNAME") or socket.gethostname()
-    url = base.rstrip("/") + "/api/v2/workers/i:" + urllib.parse.quote(name, safe="")
+    # Buildbot's pattern /workers/i:name takes the name as the path segment itself.
+    url = base.rstrip("/") + "/api/v2/workers/" + urllib.parse.quote(name, safe="")
     body = json.dumps({"jsonrpc": "2.0", "method": "stop", "id": 1,
                        "params": {"reason": "pod terminating (kubectl-buildbot preStop)"}}).encode()
     unreachable_since = None

@@ -1,0 +1,196 @@
+//! Terminating a worker in the middle of a build, as Kubernetes does, with real Buildbot:
+//!
+//! (a) the seed write-up's way: SIGTERM, then SIGKILL after the grace period: the build is lost;
+//! (b) ours: the exact preStop command the policy puts in the worker pod spec, then SIGTERM:
+//!     the build finishes with SUCCESS, no new build starts on that worker meanwhile, and the
+//!     worker process exits by itself once idle;
+//! (c) the drain `scale --workers` uses before lowering replicas: pause, wait, unpause.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use e2e_tests::buildbot::{venv_path, wait_for, Master, WorkerProcess};
+use e2e_tests::installation::Installation;
+use serde_json::{json, Value};
+
+const BUILD_SECONDS: &str = "20";
+const SUCCESS: i64 = 0;
+
+/// Starts bb-worker-0, waits for it, forces a 20 s build and waits until it runs on it.
+fn build_running(i: &Installation) -> (WorkerProcess, Value) {
+    let worker = i.start_worker("bb-worker-0");
+    wait_for("bb-worker-0 to connect", Duration::from_secs(60), || {
+        i.master
+            .connected_workers()
+            .contains(&"bb-worker-0".to_string())
+            .then_some(())
+    });
+    i.master
+        .force("hello", json!({"build_seconds": BUILD_SECONDS}));
+    let build = wait_for("the build to start", Duration::from_secs(60), || {
+        i.master
+            .builds()
+            .into_iter()
+            .find(|b| b["complete"] == false && b["workerid"].is_number())
+    });
+    // Let it get into its step, as a real build would be.
+    std::thread::sleep(Duration::from_secs(2));
+    (worker, build)
+}
+
+fn build_result(master: &Master, buildid: &Value) -> Value {
+    wait_for("the build to complete", Duration::from_secs(120), || {
+        master
+            .builds()
+            .into_iter()
+            .find(|b| &b["buildid"] == buildid && b["complete"] == true)
+    })
+}
+
+/// Unfinished build requests, read exactly as the KEDA trigger reads them (`meta.total`).
+fn demand(master: &Master) -> i64 {
+    master.get(kubectl_buildbot::scale::DEMAND_QUERY)["meta"]["total"]
+        .as_i64()
+        .expect("meta.total")
+}
+
+#[test]
+fn a_naive_termination_loses_the_build_like_in_the_write_up() {
+    let i = Installation::start(1);
+    let (mut worker, build) = build_running(&i);
+    worker.signal("TERM");
+    if worker.wait_exit(Duration::from_secs(5)).is_none() {
+        worker.signal("KILL");
+    }
+    let done = build_result(&i.master, &build["buildid"]);
+    assert_ne!(
+        done["results"], SUCCESS,
+        "the build cannot succeed once its worker is gone: {done}"
+    );
+    assert_ne!(done["results"], json!(null));
+}
+
+/// Runs a pod's preStop hook as the kubelet does: inside the container, with its environment.
+fn run_pre_stop(command: &[String], env: &[(String, String)]) -> Child {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .env("PATH", venv_path())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the preStop hook")
+}
+
+#[test]
+fn the_injected_pre_stop_hook_lets_the_build_finish_then_the_worker_exits() {
+    let i = Installation::start(1);
+    // The hook exactly as the policy wrote it into the worker StatefulSet's pod spec.
+    let hook: Vec<String> = i.worker_container()["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .expect("the policy injected a preStop exec hook")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let grace = e2e_tests::installation::find(&i.objects, "StatefulSet", "bb-worker")["spec"]
+        ["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap();
+    assert!(grace >= 3600, "grace {grace}");
+
+    let (mut worker, build) = build_running(&i);
+    let mut pre_stop = run_pre_stop(&hook, &i.worker_env("bb-worker-0"));
+
+    // While it drains, a new build request must wait: the worker takes no new build.
+    std::thread::sleep(Duration::from_secs(2));
+    i.master.force("hello", json!({"build_seconds": "1"}));
+    assert_eq!(demand(&i.master), 2, "one running, one queued");
+
+    let status = wait_for(
+        "the preStop hook to return",
+        Duration::from_secs(120),
+        || pre_stop.try_wait().unwrap(),
+    );
+    let output = pre_stop.wait_with_output().unwrap();
+    let hook_log = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        status.success(),
+        "preStop failed: {hook_log}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        hook_log.contains("asked") && hook_log.contains("no longer connected"),
+        "{hook_log}"
+    );
+
+    let done = build_result(&i.master, &build["buildid"]);
+    assert_eq!(
+        done["results"],
+        SUCCESS,
+        "the running build finished: {done}\n{}",
+        worker.log()
+    );
+    // The worker went away by itself, before any SIGTERM.
+    let exited = worker.wait_exit(Duration::from_secs(15));
+    assert!(
+        exited.is_some(),
+        "worker exited once idle\n{}",
+        worker.log()
+    );
+    worker.signal("TERM"); // what the kubelet does next: nothing left to kill
+
+    let builds = i.master.builds();
+    assert_eq!(
+        builds.len(),
+        1,
+        "no new build started on the draining worker: {builds:?}"
+    );
+    assert_eq!(
+        demand(&i.master),
+        1,
+        "the second request is still queued for another worker"
+    );
+}
+
+#[test]
+fn pausing_drains_a_worker_for_scale_down_and_unpausing_resumes_it() {
+    let i = Installation::start(1);
+    let (_worker, build) = build_running(&i);
+    let (code, answer) = i.master.control(
+        "workers/bb-worker-0",
+        "pause",
+        json!({"reason": "kubectl buildbot scale"}),
+    );
+    assert_eq!(code, 200, "{answer}");
+    i.master.force("hello", json!({"build_seconds": "1"}));
+    let done = build_result(&i.master, &build["buildid"]);
+    assert_eq!(done["results"], SUCCESS);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        i.master.builds().len(),
+        1,
+        "a paused worker starts nothing new"
+    );
+    assert!(
+        i.master
+            .connected_workers()
+            .contains(&"bb-worker-0".to_string()),
+        "paused, still connected"
+    );
+
+    let (code, _) = i
+        .master
+        .control("workers/bb-worker-0", "unpause", json!({}));
+    assert_eq!(code, 200);
+    let second = wait_for(
+        "the queued build to run after unpause",
+        Duration::from_secs(60),
+        || {
+            i.master
+                .builds()
+                .into_iter()
+                .find(|b| b["buildid"] != build["buildid"] && b["complete"] == true)
+        },
+    );
+    assert_eq!(second["results"], SUCCESS);
+}

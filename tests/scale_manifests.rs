@@ -1,0 +1,93 @@
+//! The autoscaling objects `scale --auto` applies, against their schemas: the HPA with the
+//! real kubernetes-validate, the ScaledObject with KEDA's CRD schema (npm package
+//! @kubernetes-models/keda, installed by .ci/tools).
+
+use std::process::Command;
+
+use e2e_tests::{repo_root, temp_dir, tool};
+use kubectl_buildbot::deploy::DeploySpec;
+use kubectl_buildbot::output::{render, Format};
+use kubectl_buildbot::scale::{hpa, scale_object, scaled_object};
+use serde_json::Value;
+
+fn kubernetes_validate(objects: &[Value]) -> Result<String, String> {
+    let file = temp_dir("scale-validate").join("objects.yaml");
+    std::fs::write(&file, render(objects, Format::Yaml)).unwrap();
+    let out = Command::new(tool("kubernetes-validate"))
+        .args(["--strict", "-k", "1.34.0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// Validates ScaledObjects with KEDA's schema in node; Err(message) when one is invalid.
+fn keda_validate(object: &Value) -> Result<(), String> {
+    tool("helm"); // makes sure .ci/tools ran
+    let node_modules = repo_root().join(".ci/cache/node/node_modules");
+    let script =
+        "import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';\n\
+                  const input = JSON.parse(process.argv[2]);\n\
+                  try { new ScaledObject(input).validate(); console.log('valid'); }\n\
+                  catch (e) { console.error(e.message); process.exit(1); }\n";
+    let dir = repo_root().join(".ci/cache/node");
+    let path = dir.join(format!("validate-{}.mjs", std::process::id()));
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new("node")
+        .arg(&path)
+        .arg(object.to_string())
+        .env("NODE_PATH", node_modules)
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    let _ = std::fs::remove_file(&path);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+#[test]
+fn the_hpa_and_scale_validate_against_the_kubernetes_schemas() {
+    let spec = DeploySpec::new("bb", "ci");
+    let out = kubernetes_validate(&[hpa(&spec, 1, 8, 70)]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.contains("passed for resource horizontalpodautoscaler/bb-worker"),
+        "{out}"
+    );
+    // Scale is a subresource kind the validator has no schema for: check its shape here.
+    let s = scale_object(&spec, 3);
+    assert_eq!(
+        (
+            s["apiVersion"].as_str(),
+            s["kind"].as_str(),
+            &s["spec"]["replicas"]
+        ),
+        (Some("autoscaling/v1"), Some("Scale"), &Value::from(3))
+    );
+}
+
+#[test]
+fn the_scaled_object_validates_against_kedas_schema() {
+    let spec = DeploySpec::new("bb", "ci");
+    keda_validate(&scaled_object(&spec, 0, 6, 2)).unwrap_or_else(|e| panic!("{e}"));
+    // And the schema does catch mistakes, so the line above can fail.
+    let mut broken = scaled_object(&spec, 0, 6, 2);
+    broken["spec"]["maxReplicaCount"] = "many".into();
+    broken["spec"]["triggers"] = Value::Null;
+    let err = keda_validate(&broken).unwrap_err();
+    assert!(
+        err.contains("maxReplicaCount") || err.contains("triggers"),
+        "{err}"
+    );
+}
