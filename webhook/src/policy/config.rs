@@ -97,6 +97,26 @@ impl Policy {
                     .into(),
             ));
         }
+        if !matches!(
+            self.permissions.fs_group_change_policy.as_str(),
+            "OnRootMismatch" | "Always"
+        ) {
+            return Err(PolicyError::Invalid(format!(
+                "permissions.fsGroupChangePolicy: {:?} is neither OnRootMismatch nor Always",
+                self.permissions.fs_group_change_policy
+            )));
+        }
+        if let Some(t) = self
+            .permissions
+            .chown_volume_types
+            .iter()
+            .find(|t| !CHOWN_VOLUME_TYPES.contains(&t.as_str()))
+        {
+            return Err(PolicyError::Invalid(format!(
+                "permissions.chownVolumeTypes: unknown volume type {t:?} (one of {})",
+                CHOWN_VOLUME_TYPES.join(", ")
+            )));
+        }
         if self.permissions.init_image.trim().is_empty() {
             return Err(PolicyError::Invalid(
                 "permissions.initImage must not be empty".into(),
@@ -190,6 +210,16 @@ impl Identity {
         }
     }
 }
+
+/// The volume types `permissions.chownVolumeTypes` may name.
+pub const CHOWN_VOLUME_TYPES: [&str; 6] = [
+    "hostPath",
+    "persistentVolumeClaim",
+    "ephemeral",
+    "emptyDir",
+    "nfs",
+    "csi",
+];
 
 /// Volume permissions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -334,5 +364,13 @@ mod tests {
             .to_string();
         assert!(e.contains("preStopCommand"), "{e}");
         assert!(Policy::from_yaml("gracefulStop: {terminationGracePeriodSeconds: 0}").is_err());
+        let e = Policy::from_yaml("permissions: {fsGroupChangePolicy: Never}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fsGroupChangePolicy"), "{e}");
+        let e = Policy::from_yaml("permissions: {chownVolumeTypes: [hostpath]}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"hostpath\"") && e.contains("hostPath"), "{e}");
     }
 }
