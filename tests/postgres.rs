@@ -54,7 +54,6 @@ impl Postgres {
                 "chown the data directory",
             );
         }
-        let port = free_port();
         let data = dir.join("data");
         let mut initdb = as_postgres(&bin.join("initdb"));
         initdb.arg("-D").arg(&data).args([
@@ -66,19 +65,34 @@ impl Postgres {
             "--auth-host=scram-sha-256",
         ]);
         run(&mut initdb, "initdb");
-        let mut start = as_postgres(&bin.join("pg_ctl"));
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(dir.join("server.log"))
-            .arg("-o")
-            .arg(format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1",
-                dir.display()
-            ))
-            .args(["-w", "start"]);
-        run(&mut start, "pg_ctl start");
+        // A free port can be taken by another test between picking and binding: retry.
+        let mut attempt = 0;
+        let port = loop {
+            attempt += 1;
+            let port = free_port();
+            let mut start = as_postgres(&bin.join("pg_ctl"));
+            start
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(dir.join("server.log"))
+                .arg("-o")
+                .arg(format!(
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1",
+                    dir.display()
+                ))
+                .args(["-w", "start"]);
+            let out = start.output().expect("run pg_ctl");
+            if out.status.success() {
+                break port;
+            }
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            assert!(
+                attempt < 3,
+                "pg_ctl start failed 3 times:\n{}\n--- server.log ---\n{log}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
         let pg = Self { dir, bin, port };
         let sql =
             format!("CREATE USER {user} PASSWORD '{password}'; CREATE DATABASE {db} OWNER {user};");

@@ -55,17 +55,16 @@ pub struct Reviewed {
 }
 
 impl Reviewed {
-    /// The response body. kube-core serialises `patch` (a `Vec<u8>`) as an array of numbers;
-    /// the wire format, Go's `[]byte`, is a base64 string, which is what this writes.
+    /// The response body. kube-core keeps `patch` as bytes and would serialise them as an
+    /// array of numbers; the wire format, Go's `[]byte`, is a base64 string. The patch is
+    /// taken out before serialising the rest (one JSON number per byte is the slowest part
+    /// of a review otherwise) and written back as base64.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut review = self.response.clone();
+        let patch = review.response.as_mut().and_then(|r| r.patch.take());
         let mut value =
-            serde_json::to_value(&self.response).expect("an AdmissionReview always serialises");
-        if let Some(patch) = self
-            .response
-            .response
-            .as_ref()
-            .and_then(|r| r.patch.as_ref())
-        {
+            serde_json::to_value(&review).expect("an AdmissionReview always serialises");
+        if let Some(patch) = patch {
             value["response"]["patch"] = base64::engine::general_purpose::STANDARD
                 .encode(patch)
                 .into();
@@ -326,5 +325,50 @@ mod tests {
             .replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
         let e = review(v1beta1.as_bytes(), &p).unwrap_err();
         assert!(e.to_string().contains("admissionReviewVersions"), "{e}");
+    }
+
+    mod properties {
+        use super::*;
+        use crate::policy::tests::properties::pod_strategy;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any bytes: an answer or a client error, never a panic.
+            #[test]
+            fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = review(&body, &Policy::default());
+            }
+
+            /// Any JSON-ish text mutated from a real review: never a panic.
+            #[test]
+            fn mangled_reviews_never_panic(cut in 0usize..2000, junk in "[\\[\\]{}\":,a-z0-9 ]{0,16}") {
+                let mut text = String::from_utf8(review_json(worker(), "CREATE")).unwrap();
+                let at = cut.min(text.len());
+                text.insert_str(at, &junk);
+                let _ = review(text.as_bytes(), &Policy::default());
+            }
+
+            /// Any pod in a well-formed review: allowed, same uid, and the base64 patch applies.
+            #[test]
+            fn every_answer_allows_and_its_patch_applies(pod in pod_strategy()) {
+                let mut pod = pod;
+                pod["apiVersion"] = "v1".into();
+                pod["kind"] = "Pod".into();
+                let r = review(&review_json(pod.clone(), "CREATE"), &Policy::default()).unwrap();
+                let v = response(&r);
+                prop_assert_eq!(&v["response"]["allowed"], &json!(true));
+                prop_assert_eq!(&v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+                if let Some(p) = v["response"]["patch"].as_str() {
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
+                    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                    json_patch::patch(&mut pod, &patch).unwrap();
+                    // And the patched pod needs nothing more.
+                    let again = review(&review_json(pod, "CREATE"), &Policy::default()).unwrap();
+                    prop_assert_eq!(again.operations, 0);
+                }
+            }
+        }
     }
 }

@@ -336,3 +336,99 @@ async fn bad_certificate_files_fail_at_start_with_the_path() {
         .to_string();
     assert!(err.contains("nope.crt"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_certificate_under_load_loses_no_request() {
+    let srv = start(|_| {}).await;
+    let connector = connector(&srv.ca.pem());
+    let body = admission_review("rot", seed_worker_pod());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (connector, body, stop, addr) =
+            (connector.clone(), body.clone(), stop.clone(), srv.addr);
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut n) = (0u32, 0u32);
+            let mut conn = KeepAlive::connect(addr, &connector, "localhost")
+                .await
+                .expect("connect");
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || n < 20 {
+                n += 1;
+                if n % 10 == 0 {
+                    // New handshakes during the rotation too.
+                    conn = KeepAlive::connect(addr, &connector, "localhost")
+                        .await
+                        .expect("reconnect during rotation");
+                }
+                let reply = conn.post("/mutate", &body).await.expect("no request lost");
+                assert_eq!(reply.status, 200);
+                ok += 1;
+            }
+            ok
+        }));
+    }
+    // Five rotations to new certificates from the same CA, as cert-manager renews them.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (cert, key) = srv.ca.leaf(&["localhost"]);
+        write_atomic(&srv.dir.join("tls.key"), &key);
+        write_atomic(&srv.dir.join("tls.crt"), &cert);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("every connection finished without error");
+    }
+    assert!(total >= 64 * 20, "{total} reviews answered");
+    let metrics = srv.metrics.render();
+    let reloads: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("buildbot_webhook_certificate_reloads_total{result=\"ok\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reloads >= 1, "{metrics}");
+    assert_eq!(
+        srv.metrics
+            .reviews(buildbot_webhook::review::Outcome::Patched),
+        total as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_beyond_the_connection_limit_is_refused_cleanly_and_recovers() {
+    let srv = start(|c| c.max_connections = 8).await;
+    let connector = connector(&srv.ca.pem());
+    let body = admission_review("load", seed_worker_pod());
+    let mut held = Vec::new();
+    let (mut refused, mut served) = (0, 0);
+    for _ in 0..32 {
+        match KeepAlive::connect(srv.addr, &connector, "localhost").await {
+            Ok(mut c) => match c.post("/mutate", &body).await {
+                Ok(r) if r.status == 200 => {
+                    served += 1;
+                    held.push(c);
+                }
+                _ => refused += 1,
+            },
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(served, 8, "the limit is served");
+    assert_eq!(refused, 24, "the rest refused, not queued forever");
+    // The held connections keep working under overload.
+    for c in held.iter_mut() {
+        assert_eq!(c.post("/mutate", &body).await.unwrap().status, 200);
+    }
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = KeepAlive::connect(srv.addr, &connector, "localhost")
+        .await
+        .expect("accepting again");
+    assert_eq!(again.post("/mutate", &body).await.unwrap().status, 200);
+    assert!(srv
+        .metrics
+        .render()
+        .contains("buildbot_webhook_connections_rejected_total 24"));
+}

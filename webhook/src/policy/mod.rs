@@ -145,11 +145,7 @@ impl Ctx<'_> {
 
 /// Evaluates the policy for one pod. See the module documentation.
 pub fn evaluate(pod: &Pod, policy: &Policy) -> Evaluation {
-    evaluate_with_doc(
-        pod,
-        || serde_json::to_value(pod).unwrap_or_default(),
-        policy,
-    )
+    evaluate_with_doc(pod, || patch::skeleton(pod), policy)
 }
 
 /// Evaluates the policy for a pod given as JSON exactly as written (a pod template from a
@@ -235,4 +231,4 @@ pub(crate) fn containers(pod: &Pod) -> &[k8s_openapi::api::core::v1::Container] 
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

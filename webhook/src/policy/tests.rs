@@ -584,7 +584,7 @@ fn changes_say_what_was_injected() {
     assert!(text.iter().any(|t| t == "volumeOwnership: init container buildbot-volume-permissions chowns worker-storage→1000:1000"), "{text:?}");
 }
 
-mod properties {
+pub(crate) mod properties {
     //! Random pods: the patch always applies, a second pass is empty, and no value the user
     //! set is changed (other than raising the API-default grace of 30 s).
     use super::*;
@@ -637,7 +637,8 @@ mod properties {
             })
     }
 
-    fn pod_strategy() -> impl Strategy<Value = Value> {
+    /// Random pods over every feature the policy looks at (shared with the review tests).
+    pub(crate) fn pod_strategy() -> impl Strategy<Value = Value> {
         (
             prop::collection::vec(
                 prop::sample::select(vec![
@@ -767,6 +768,9 @@ mod properties {
             if eval.skipped.is_some() {
                 prop_assert!(eval.patch.0.is_empty());
             }
+            // The skeleton the typed path builds on gives the very patch the full document gives.
+            let full = evaluate_json(&serde_json::to_value(&pod).unwrap(), &policy).unwrap();
+            prop_assert_eq!(&eval.patch, &full.patch);
         }
     }
 }

@@ -1,10 +1,11 @@
-//! The HTTPS admission server: axum over rustls on a plain tokio accept loop, so that the
-//! connection limit, TLS handshake and header timeouts and graceful shutdown are explicit.
+//! The HTTPS admission server: the admission routes (`/mutate`, health, metrics) on the
+//! [`transport`] (rustls, connection limit, timeouts, graceful drain).
 //!
-//! Transport only: every decision comes from [`crate::review::review`]; every number goes
-//! through [`crate::metrics::Metrics`].
+//! Every decision comes from [`crate::review::review`]; every number goes through
+//! [`crate::metrics::Metrics`].
 
 pub mod tls;
+pub mod transport;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,11 +20,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
@@ -152,62 +149,25 @@ impl Server {
             state.metrics.clone(),
             config.cert_reload_interval,
         ));
-        let app = router(state.clone());
-        let graceful = GracefulShutdown::new();
-        let limit = Arc::new(Semaphore::new(config.max_connections));
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, _peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let Ok(permit) = limit.clone().try_acquire_owned() else {
-                state.metrics.connection_rejected();
-                continue; // dropping the socket closes it
-            };
-            let (acceptor, app, watcher, state) = (
-                acceptor.clone(),
-                app.clone(),
-                graceful.watcher(),
-                state.clone(),
-            );
-            let read_timeout = config.read_timeout;
-            tokio::spawn(async move {
-                let _permit = permit;
-                let Ok(Ok(stream)) = tokio::time::timeout(read_timeout, acceptor.accept(tcp)).await
-                else {
-                    return;
-                };
-                state.metrics.connection_opened();
-                let mut http = hyper::server::conn::http1::Builder::new();
-                http.timer(TokioTimer::new())
-                    .header_read_timeout(read_timeout)
-                    .keep_alive(true);
-                let conn =
-                    http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
-                if let Err(e) = watcher.watch(conn).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                state.metrics.connection_closed();
-            });
-        }
-        state.ready.store(false, Ordering::SeqCst);
-        drop(listener);
-        tracing::info!("shutting down: finishing in-flight reviews");
-        if tokio::time::timeout(config.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain timeout reached; closing remaining connections");
-        }
+        let limits = transport::Limits {
+            max_connections: config.max_connections,
+            read_timeout: config.read_timeout,
+            drain_timeout: config.drain_timeout,
+        };
+        let draining = state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            draining.ready.store(false, Ordering::SeqCst);
+        };
+        transport::serve(
+            listener,
+            acceptor,
+            router(state.clone()),
+            limits,
+            state.metrics.clone(),
+            shutdown,
+        )
+        .await;
         reloader.abort();
     }
 }

@@ -185,3 +185,135 @@ pub fn seed_worker_pod() -> serde_json::Value {
         }
     })
 }
+
+/// A keep-alive HTTP/1.1 client over one TLS connection, for load tests and the benchmark.
+pub struct KeepAlive {
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        connector: &TlsConnector,
+        server_name: &str,
+    ) -> Result<Self, String> {
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+        let stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(16 * 1024),
+        })
+    }
+
+    /// One POST on the open connection; the response is read by its Content-Length.
+    pub async fn post(&mut self, path: &str, body: &[u8]) -> Result<Reply, String> {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut request = Vec::with_capacity(head.len() + body.len());
+        request.extend_from_slice(head.as_bytes());
+        request.extend_from_slice(body);
+        self.stream
+            .write_all(&request)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.stream.flush().await.map_err(|e| e.to_string())?;
+        self.buf.clear();
+        let mut chunk = [0u8; 16 * 1024];
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed before the response".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map(|(_, v)| v.trim().parse().unwrap_or(0))
+            })
+            .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+        while self.buf.len() < head_end + length {
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed mid-body".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or("bad status line")?;
+        Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&self.buf[head_end..head_end + length]).to_string(),
+        })
+    }
+}
+
+/// A master pod as the write-up had it.
+pub fn seed_master_pod() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "master-3038604518-", "namespace": "ci", "labels": {"app": "buildbot", "tier": "master"}},
+        "spec": {
+            "containers": [{"name": "master", "image": "buildbot/buildbot-master:master",
+                            "env": [{"name": "BUILDBOT_CONFIG_DIR", "value": "config"}, {"name": "BUILDBOT_WORKER_PORT", "value": "9989"}],
+                            "ports": [{"containerPort": 8080}, {"containerPort": 9989}],
+                            "volumeMounts": [{"name": "master-persistent-storage", "mountPath": "/var/lib/buildbot"}]}],
+            "volumes": [{"name": "master-persistent-storage", "persistentVolumeClaim": {"claimName": "master-pv-claim"}}]
+        }
+    })
+}
+
+/// A large pod: a worker with 19 sidecars, each with env and mounts.
+pub fn large_pod() -> serde_json::Value {
+    let containers: Vec<serde_json::Value> = (0..20)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("c{i}"),
+                "image": if i == 0 { "buildbot/buildbot-worker:v4.3.0".to_string() } else { format!("registry.example.com/sidecar-{i}:1.0") },
+                "env": (0..10).map(|j| serde_json::json!({"name": format!("VAR_{j}"), "value": "x".repeat(20)})).collect::<Vec<_>>(),
+                "volumeMounts": [{"name": "data", "mountPath": format!("/data/{i}"), "subPath": format!("c{i}")}],
+                "ports": [{"containerPort": 8000 + i}]
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "big-", "namespace": "ci", "labels": {"app": "buildbot", "tier": "worker"},
+                     "annotations": {"note": "y".repeat(512)}},
+        "spec": {"containers": containers, "volumes": [{"name": "data", "hostPath": {"path": "/srv/data"}}]}
+    })
+}
+
+/// A pod that is not Buildbot's.
+pub fn nginx_pod() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"generateName": "web-", "namespace": "web", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}
+    })
+}

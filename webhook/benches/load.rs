@@ -1,0 +1,301 @@
+//! Load benchmark: the real webhook against the stack's own floor, side by side in one run.
+//!
+//! `cargo bench -p buildbot-webhook --bench load [-- --seconds 3]`
+//!
+//! Starts (a) the real `buildbot-webhook serve` binary and (b) a null server (this binary
+//! again, with `--null-server`) on the very same transport (`server::transport`, axum over
+//! rustls) that answers every review with a fixed "allowed, no patch". Drives both over
+//! loopback HTTPS with keep-alive connections at concurrency 1, 16 and 64, with a mix of
+//! seed-style worker and master pods, 20-container pods and non-Buildbot pods. Prints
+//! throughput, p50/p99/p99.9 latency and peak RSS of each, and the ratios webhook/null; then
+//! the webhook's RSS after at least 100,000 reviews.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use axum::Router;
+use buildbot_webhook::metrics::Metrics;
+use buildbot_webhook::server::tls::{server_config, CertReloader};
+use buildbot_webhook::server::transport::{self, Limits};
+use common::{admission_review, connector, KeepAlive};
+
+const NULL_RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true,"status":{}}}"#;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// `--null-server --listen ADDR --tls-cert F --tls-key F`: the floor, on the same transport.
+fn null_server() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = Arc::new(
+            CertReloader::load(
+                Path::new(&arg("--tls-cert").unwrap()),
+                Path::new(&arg("--tls-key").unwrap()),
+                provider.clone(),
+            )
+            .unwrap(),
+        );
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(certs, provider)));
+        let listener = tokio::net::TcpListener::bind(arg("--listen").unwrap())
+            .await
+            .unwrap();
+        // Reads the whole body, as the webhook does, and answers a constant.
+        let app = Router::new().route(
+            "/mutate",
+            post(|_body: axum::body::Bytes| async { NULL_RESPONSE }),
+        );
+        let limits = Limits {
+            max_connections: 1024,
+            read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(1),
+        };
+        transport::serve(
+            listener,
+            acceptor,
+            app,
+            limits,
+            Arc::new(Metrics::default()),
+            std::future::pending(),
+        )
+        .await;
+    });
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Peak and current resident memory of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kib("VmHWM:") / 1024.0, kib("VmRSS:") / 1024.0)
+}
+
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_listening(addr: SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on {addr}");
+}
+
+struct Run {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latencies: Vec<u32>,
+}
+
+impl Run {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[i] as f64 / 1000.0
+    }
+}
+
+/// `concurrency` keep-alive connections sending the mix for `duration`.
+async fn drive(
+    addr: SocketAddr,
+    ca: &str,
+    bodies: Arc<Vec<Vec<u8>>>,
+    concurrency: usize,
+    duration: Duration,
+) -> Run {
+    let tls = connector(ca);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let (tls, bodies) = (tls.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = KeepAlive::connect(addr, &tls, "localhost")
+                .await
+                .expect("connect");
+            let (mut lat, mut errors) = (Vec::with_capacity(1 << 16), 0u64);
+            let mut i = t;
+            while Instant::now() < deadline {
+                let body = &bodies[i % bodies.len()];
+                i += 1;
+                let sent = Instant::now();
+                match conn.post("/mutate", body).await {
+                    Ok(r) if r.status == 200 => {
+                        lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32)
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut run = Run {
+        requests: 0,
+        errors: 0,
+        seconds: 0.0,
+        latencies: Vec::new(),
+    };
+    for t in tasks {
+        let (lat, errors) = t.await.unwrap();
+        run.requests += lat.len() as u64;
+        run.errors += errors;
+        run.latencies.extend(lat);
+    }
+    run.seconds = started.elapsed().as_secs_f64();
+    run.latencies.sort_unstable();
+    run
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--null-server") {
+        return null_server();
+    }
+    let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(3);
+    let dir = std::env::temp_dir().join(format!("bbwh-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = common::Ca::new("bench-ca");
+    let (cert, key) = ca.leaf(&["localhost"]);
+    std::fs::write(dir.join("tls.crt"), cert).unwrap();
+    std::fs::write(dir.join("tls.key"), key).unwrap();
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+
+    let webhook_addr = free_addr();
+    let webhook = Target {
+        name: "webhook",
+        addr: webhook_addr,
+        child: Command::new(env!("CARGO_BIN_EXE_buildbot-webhook"))
+            .args([
+                "serve",
+                "--listen",
+                &webhook_addr.to_string(),
+                "--log-format",
+                "json",
+            ])
+            .arg("--tls-cert")
+            .arg(&crt)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start buildbot-webhook"),
+    };
+    let null_addr = free_addr();
+    let null = Target {
+        name: "null",
+        addr: null_addr,
+        child: Command::new(std::env::current_exe().unwrap())
+            .args(["--null-server", "--listen", &null_addr.to_string()])
+            .arg("--tls-cert")
+            .arg(&crt)
+            .arg("--tls-key")
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the null server"),
+    };
+
+    // The mix: 40% seed workers, 20% seed masters, 10% 20-container pods, 30% not Buildbot.
+    let mut bodies = Vec::new();
+    for (n, pod) in [
+        (4, common::seed_worker_pod()),
+        (2, common::seed_master_pod()),
+        (1, common::large_pod()),
+        (3, common::nginx_pod()),
+    ] {
+        for i in 0..n {
+            bodies.push(admission_review(
+                &format!("7c4a1f0e-0000-4000-8000-{i:012}"),
+                pod.clone(),
+            ));
+        }
+    }
+    let bodies = Arc::new(bodies);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        wait_listening(webhook.addr).await;
+        wait_listening(null.addr).await;
+        println!("load benchmark: {seconds} s per run, keep-alive HTTPS on loopback, 2 cores shared by client and server");
+        println!("{:>4} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7}", "conc", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "peakMiB", "errors");
+        let mut webhook_reviews = 0u64;
+        for concurrency in [1usize, 16, 64] {
+            let mut results = Vec::new();
+            for target in [&webhook, &null] {
+                drive(target.addr, &ca.pem(), bodies.clone(), concurrency, Duration::from_millis(500)).await; // warm-up
+                let run = drive(target.addr, &ca.pem(), bodies.clone(), concurrency, Duration::from_secs(seconds)).await;
+                let (peak, _) = rss_mib(target.child.id());
+                println!(
+                    "{concurrency:>4} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {peak:>8.1} {:>7}",
+                    target.name, run.rps(), run.pct(0.5), run.pct(0.99), run.pct(0.999), run.errors
+                );
+                if target.name == "webhook" {
+                    webhook_reviews += run.requests;
+                }
+                results.push(run);
+            }
+            println!(
+                "{:>4} ratio webhook/null: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+                "",
+                results[0].rps() / results[1].rps(),
+                results[0].pct(0.5) / results[1].pct(0.5),
+                results[0].pct(0.99) / results[1].pct(0.99)
+            );
+        }
+        while webhook_reviews < 100_000 {
+            webhook_reviews += drive(webhook.addr, &ca.pem(), bodies.clone(), 16, Duration::from_secs(2)).await.requests;
+        }
+        let (peak, now) = rss_mib(webhook.child.id());
+        let (null_peak, _) = rss_mib(null.child.id());
+        println!("webhook after {webhook_reviews} reviews: RSS {now:.1} MiB, peak {peak:.1} MiB (null server peak {null_peak:.1} MiB)");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

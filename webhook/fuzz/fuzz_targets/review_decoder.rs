@@ -1,0 +1,20 @@
+//! Any request body: an answer or a client error, never a panic; an answer allows the pod
+//! and its patch applies to the pod that was sent.
+#![no_main]
+
+use base64::Engine as _;
+use buildbot_webhook::policy::Policy;
+use buildbot_webhook::review::review;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|body: &[u8]| {
+    let Ok(reviewed) = review(body, &Policy::default()) else { return };
+    let answer: serde_json::Value = serde_json::from_slice(&reviewed.to_json()).expect("the answer is JSON");
+    assert_eq!(answer["response"]["allowed"], true, "never blocks a pod");
+    let Some(patch) = answer["response"]["patch"].as_str() else { return };
+    let patch = base64::engine::general_purpose::STANDARD.decode(patch).expect("base64");
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).expect("a JSON patch");
+    let request: serde_json::Value = serde_json::from_slice(body).expect("a patched review was JSON");
+    let mut pod = request["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).expect("the patch applies to the pod sent");
+});
