@@ -303,6 +303,29 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_without_metadata_gets_a_patch_that_applies() {
+        // Found by cargo fuzz: the typed Pod has an empty ObjectMeta either way.
+        for object in [
+            json!({"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "w", "image": "buildbot/buildbot-worker"}]}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {"containers": [{"name": "w", "image": "buildbot/buildbot-worker"}]}}),
+        ] {
+            let v = response(
+                &review(&review_json(object.clone(), "CREATE"), &Policy::default()).unwrap(),
+            );
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v["response"]["patch"].as_str().unwrap())
+                .unwrap();
+            let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+            let mut pod = object;
+            json_patch::patch(&mut pod, &patch).unwrap();
+            assert_eq!(
+                pod["metadata"]["labels"]["app.kubernetes.io/component"],
+                "worker"
+            );
+        }
+    }
+
+    #[test]
     fn garbage_is_a_client_error_with_a_reason() {
         let p = Policy::default();
         assert!(matches!(
@@ -352,8 +375,12 @@ mod tests {
 
             /// Any pod in a well-formed review: allowed, same uid, and the base64 patch applies.
             #[test]
-            fn every_answer_allows_and_its_patch_applies(pod in pod_strategy()) {
+            fn every_answer_allows_and_its_patch_applies(pod in pod_strategy(), no_metadata in any::<bool>()) {
                 let mut pod = pod;
+                if no_metadata {
+                    // As cargo fuzz found: a document without metadata must work too.
+                    pod.as_object_mut().unwrap().remove("metadata");
+                }
                 pod["apiVersion"] = "v1".into();
                 pod["kind"] = "Pod".into();
                 let r = review(&review_json(pod.clone(), "CREATE"), &Policy::default()).unwrap();

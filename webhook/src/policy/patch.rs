@@ -17,12 +17,16 @@ fn to<T: serde::Serialize>(v: &T) -> Value {
 }
 
 pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
-    let mut meta = Map::new();
-    if let Some(labels) = &pod.metadata.labels {
-        meta.insert("labels".into(), to(labels));
-    }
     let mut doc = Map::new();
-    doc.insert("metadata".into(), Value::Object(meta));
+    // An empty typed ObjectMeta may come from a document without `metadata` at all: leave it
+    // out, so the first label adds `/metadata` whole (which also replaces an empty `{}`).
+    if pod.metadata != Default::default() {
+        let mut meta = Map::new();
+        if let Some(labels) = &pod.metadata.labels {
+            meta.insert("labels".into(), to(labels));
+        }
+        doc.insert("metadata".into(), Value::Object(meta));
+    }
     if let Some(spec) = &pod.spec {
         let mut s = Map::new();
         if let Some(sc) = &spec.security_context {

@@ -261,7 +261,9 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
                 .review(reviewed.outcome, reviewed.operations, took);
             if reviewed.outcome != Outcome::Skipped {
                 let response = reviewed.response.response.as_ref();
-                tracing::info!(
+                // Per review at debug: the API server's audit log (our audit annotations) and
+                // /metrics are the record; a line per pod creation is a syscall on the hot path.
+                tracing::debug!(
                     uid = response.map(|r| r.uid.as_str()).unwrap_or_default(),
                     outcome = reviewed.outcome.name(),
                     role = reviewed
