@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::{free_port, temp_dir, tool};
+use crate::{free_port, output_of, temp_dir, tool};
 
 /// Stand-in for the official `buildbot/buildbot-worker` image's buildbot.tac, with the same
 /// contract: BUILDMASTER, BUILDMASTER_PORT, WORKERNAME, WORKERPASS from the environment, the
@@ -136,23 +136,13 @@ impl Master {
     /// Runs `buildbot ARGS` in the basedir with the master's environment: Ok(output) when it
     /// succeeds, Err(output) otherwise.
     pub fn buildbot(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(tool("buildbot"))
-            .args(args)
-            .current_dir(&self.basedir)
-            .env("PATH", venv_path())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run buildbot");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(text)
-        }
+        output_of(
+            Command::new(tool("buildbot"))
+                .args(args)
+                .current_dir(&self.basedir)
+                .env("PATH", venv_path())
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
+        )
     }
 
     /// `buildbot start`: returns once the master is running.

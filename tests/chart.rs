@@ -13,7 +13,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use buildbot_webhook::policy::Policy;
 use buildbot_webhook::server::{Server, ServerConfig};
-use e2e_tests::{repo_root, temp_dir, tool};
+use e2e_tests::{kubernetes_validate, repo_root, temp_dir, tool};
 use serde_json::Value;
 
 const RELEASE: &str = "bbw";
@@ -107,23 +107,7 @@ fn every_rendered_object_validates_against_the_kubernetes_schemas() {
             .filter(|o| !crd_kinds.contains(&o["kind"].as_str().unwrap()))
             .cloned()
             .collect();
-        let file = temp_dir("chart-validate").join("objects.yaml");
-        std::fs::write(
-            &file,
-            kubectl_buildbot::output::render(&core, kubectl_buildbot::output::Format::Yaml),
-        )
-        .unwrap();
-        let out = Command::new(tool("kubernetes-validate"))
-            .args(["--strict", "-k", "1.34.0"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{label}:\n{text}");
+        let text = kubernetes_validate(&core, "1.34.0").unwrap_or_else(|e| panic!("{label}:\n{e}"));
         assert_eq!(
             text.matches(" passed for resource ").count(),
             core.len(),

@@ -3,50 +3,14 @@
 //! references resolve, master.cfg's worker names are the StatefulSet's pod names.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use e2e_tests::tool;
+use e2e_tests::kubernetes_validate;
 use kubectl_buildbot::commands::deploy::objects;
 use kubectl_buildbot::deploy::{Database, DeploySpec, MasterConfig, Secrets};
-use kubectl_buildbot::output::{render, Format};
 use serde_json::Value;
 
 fn rendered(spec: &DeploySpec) -> Vec<Value> {
     objects(spec, &Secrets::default().complete(spec)).0
-}
-
-/// Runs kubernetes-validate --strict on a YAML stream; Ok(output) or Err(output).
-fn validate(yaml: &str, version: &str) -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!(
-        "kbb-validate-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("objects.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = Command::new(tool("kubernetes-validate"))
-        .args(["--strict", "-k", version])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 fn specs() -> Vec<(&'static str, DeploySpec)> {
@@ -76,10 +40,10 @@ fn specs() -> Vec<(&'static str, DeploySpec)> {
 #[test]
 fn every_rendered_object_validates_against_the_kubernetes_schemas() {
     for (label, spec) in specs() {
-        let yaml = render(&rendered(&spec), Format::Yaml);
+        let objs = rendered(&spec);
         for version in ["1.30.0", "1.34.0"] {
-            let out =
-                validate(&yaml, version).unwrap_or_else(|e| panic!("{label} on {version}:\n{e}"));
+            let out = kubernetes_validate(&objs, version)
+                .unwrap_or_else(|e| panic!("{label} on {version}:\n{e}"));
             let passed = out.matches(" passed for resource ").count();
             assert_eq!(
                 passed,
@@ -100,7 +64,7 @@ fn the_validator_does_reject_a_broken_object() {
         .unwrap();
     sts["spec"]["replicas"] = "two".into();
     sts["spec"]["template"]["spec"]["containerz"] = Value::Array(vec![]);
-    let err = validate(&render(&objs, Format::Yaml), "1.34.0").unwrap_err();
+    let err = kubernetes_validate(&objs, "1.34.0").unwrap_err();
     assert!(
         err.contains("replicas") || err.contains("containerz"),
         "{err}"

@@ -90,3 +90,32 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Runs a command: `Ok(stdout and stderr)` when it succeeds, `Err(the same)` otherwise.
+pub fn output_of(command: &mut Command) -> Result<String, String> {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The real `kubernetes-validate --strict` on objects, for a Kubernetes version ("1.34.0").
+pub fn kubernetes_validate(objects: &[serde_json::Value], version: &str) -> Result<String, String> {
+    use kubectl_buildbot::output::{render, Format};
+    let file = temp_dir("validate").join("objects.yaml");
+    std::fs::write(&file, render(objects, Format::Yaml)).unwrap();
+    output_of(
+        Command::new(tool("kubernetes-validate"))
+            .args(["--strict", "-k", version])
+            .arg(&file),
+    )
+}

@@ -4,31 +4,10 @@
 
 use std::process::Command;
 
-use e2e_tests::{repo_root, temp_dir, tool};
+use e2e_tests::{kubernetes_validate, output_of, repo_root, tool};
 use kubectl_buildbot::deploy::DeploySpec;
-use kubectl_buildbot::output::{render, Format};
 use kubectl_buildbot::scale::{hpa, scale_object, scaled_object};
 use serde_json::Value;
-
-fn kubernetes_validate(objects: &[Value]) -> Result<String, String> {
-    let file = temp_dir("scale-validate").join("objects.yaml");
-    std::fs::write(&file, render(objects, Format::Yaml)).unwrap();
-    let out = Command::new(tool("kubernetes-validate"))
-        .args(["--strict", "-k", "1.34.0"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
-    }
-}
 
 /// Validates ScaledObjects with KEDA's schema in node; Err(message) when one is invalid.
 fn keda_validate(object: &Value) -> Result<(), String> {
@@ -42,25 +21,22 @@ fn keda_validate(object: &Value) -> Result<(), String> {
     let dir = repo_root().join(".ci/cache/node");
     let path = dir.join(format!("validate-{}.mjs", std::process::id()));
     std::fs::write(&path, script).unwrap();
-    let out = Command::new("node")
-        .arg(&path)
-        .arg(object.to_string())
-        .env("NODE_PATH", node_modules)
-        .current_dir(&dir)
-        .output()
-        .expect("node");
+    let result = output_of(
+        Command::new("node")
+            .arg(&path)
+            .arg(object.to_string())
+            .env("NODE_PATH", node_modules)
+            .current_dir(&dir),
+    );
     let _ = std::fs::remove_file(&path);
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).to_string())
-    }
+    result.map(|_| ())
 }
 
 #[test]
 fn the_hpa_and_scale_validate_against_the_kubernetes_schemas() {
     let spec = DeploySpec::new("bb", "ci");
-    let out = kubernetes_validate(&[hpa(&spec, 1, 8, 70)]).unwrap_or_else(|e| panic!("{e}"));
+    let out =
+        kubernetes_validate(&[hpa(&spec, 1, 8, 70)], "1.34.0").unwrap_or_else(|e| panic!("{e}"));
     assert!(
         out.contains("passed for resource horizontalpodautoscaler/bb-worker"),
         "{out}"
