@@ -469,3 +469,122 @@ async fn status_reads_workloads_pods_claims_and_buildbot_through_the_service_pro
         "status only reads"
     );
 }
+
+fn workload(kind: &str, name: &str, replicas: i64, ready: i64) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "generation": 1},
+           "spec": {"replicas": replicas, "selector": {}, "template": {}, "serviceName": name},
+           "status": {"observedGeneration": 1, "readyReplicas": ready}})
+}
+
+#[tokio::test]
+async fn wait_reports_progress_then_returns_once_everything_is_ready() {
+    // The master becomes ready on the third poll.
+    let polls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let p = polls.clone();
+    let (cluster, _) = fake(move |s| match s.path.as_str() {
+        "/apis/apps/v1/namespaces/ci/statefulsets/bb-postgres" => {
+            Some((200, workload("StatefulSet", "bb-postgres", 1, 1)))
+        }
+        "/apis/apps/v1/namespaces/ci/deployments/bb" => {
+            let ready = i64::from(p.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2);
+            Some((200, workload("Deployment", "bb", 1, ready)))
+        }
+        "/apis/apps/v1/namespaces/ci/statefulsets/bb-worker" => {
+            Some((200, workload("StatefulSet", "bb-worker", 1, 1)))
+        }
+        _ => not_found(s),
+    });
+    let mut out = Vec::new();
+    deploy::wait_ready(
+        &cluster,
+        &spec(),
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(1),
+        false,
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(
+        text,
+        "waiting: database 1/1 ✓  master 0/1  workers 1/1 ✓\nwaiting: database 1/1 ✓  master 1/1 ✓  workers 1/1 ✓\n",
+        "one plain line per change when not on a terminal"
+    );
+}
+
+#[tokio::test]
+async fn wait_times_out_naming_what_is_not_ready_and_how_to_find_out_why() {
+    let (cluster, _) = fake(|s| match s.path.as_str() {
+        "/apis/apps/v1/namespaces/ci/statefulsets/bb-postgres" => {
+            Some((200, workload("StatefulSet", "bb-postgres", 1, 0)))
+        }
+        "/apis/apps/v1/namespaces/ci/deployments/bb" => {
+            Some((200, workload("Deployment", "bb", 1, 0)))
+        }
+        "/apis/apps/v1/namespaces/ci/statefulsets/bb-worker" => {
+            Some((200, workload("StatefulSet", "bb-worker", 1, 1)))
+        }
+        _ => not_found(s),
+    });
+    let mut out = Vec::new();
+    let err = deploy::wait_ready(
+        &cluster,
+        &spec(),
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(1),
+        true,
+        &mut out,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("waiting for database (0/1 ready), master (0/1 ready)"),
+        "{err}"
+    );
+    assert!(err.contains("kubectl buildbot status bb -n ci"), "{err}");
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.starts_with("\r\x1b[2KWaiting for Buildbot: database 0/1"),
+        "a line rewritten in place on a terminal: {text:?}"
+    );
+}
+
+#[tokio::test]
+async fn status_fetches_the_last_log_lines_of_a_crash_looping_container() {
+    let (cluster, seen) = fake(|s| match s.path.as_str() {
+        "/apis/apps/v1/namespaces/ci/deployments/bb" => {
+            Some((200, workload("Deployment", "bb", 1, 0)))
+        }
+        "/api/v1/namespaces/ci/pods" => Some((
+            200,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": [
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bb-5d8-x", "labels": {"app.kubernetes.io/component": "master"}},
+             "status": {"phase": "Running", "containerStatuses": [{"name": "master", "restartCount": 6,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}]}),
+        )),
+        "/api/v1/namespaces/ci/persistentvolumeclaims" => Some((
+            200,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}),
+        )),
+        "/api/v1/namespaces/ci/pods/bb-5d8-x/log" => Some((
+            200,
+            Value::String("BuildMaster startup failed\nServer Shut Down.\n".into()),
+        )),
+        _ => not_found(s),
+    });
+    let st = status::assemble(&spec(), status::collect(&cluster, &spec()).await.unwrap());
+    let hint = st
+        .hints
+        .iter()
+        .find(|h| h.contains("crash-looping"))
+        .expect("a crash-loop hint");
+    assert!(
+        hint.contains("pod bb-5d8-x container master is crash-looping (6 restarts)"),
+        "{hint}"
+    );
+    assert!(hint.contains("BuildMaster startup failed"), "{hint}");
+    let lines: Vec<String> = seen.lock().unwrap().iter().map(Seen::line).collect();
+    assert!(lines.contains(&"GET /api/v1/namespaces/ci/pods/bb-5d8-x/log?container=master&previous=true&tailLines=10".to_string()), "{lines:#?}");
+}

@@ -81,7 +81,11 @@ pub fn fake(
                     Response::builder()
                         .status(code)
                         .header("content-type", "application/json")
-                        .body(Body::from(serde_json::to_vec(&value).unwrap()))
+                        // A string answers as plain text (pod logs), anything else as JSON.
+                        .body(Body::from(match value {
+                            Value::String(text) => text.into_bytes(),
+                            other => serde_json::to_vec(&other).unwrap(),
+                        }))
                         .unwrap(),
                 ),
                 None => drop(send),
