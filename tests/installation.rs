@@ -118,10 +118,12 @@ impl Installation {
         ]
     }
 
-    /// Starts worker pod `name` with the StatefulSet's command (without dumb-init, and with
-    /// the passwords directory of this installation).
+    /// Starts worker pod `name` with the StatefulSet's command (with the passwords directory
+    /// of this installation; without dumb-init here, so its fallback runs).
     pub fn start_worker(&self, name: &str) -> WorkerProcess {
-        let command: Vec<String> = self.worker_container()["command"].as_array().unwrap()[1..]
+        let command: Vec<String> = self.worker_container()["command"]
+            .as_array()
+            .unwrap()
             .iter()
             .map(|c| {
                 c.as_str()

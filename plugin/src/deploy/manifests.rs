@@ -355,8 +355,12 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
 
 fn workers(spec: &DeploySpec) -> Value {
     // The official image's tac reads WORKERPASS; each pod picks its own from the Secret.
+    // dumb-init (the image's PID 1, at /usr/bin from apt) reaps build processes; a custom
+    // image without it runs twistd directly.
     let start = format!(
-        "export WORKERPASS=\"$(cat {WORKER_SECRETS_DIR}/$WORKERNAME)\" && exec twistd --pidfile= -ny buildbot.tac"
+        "export WORKERPASS=\"$(cat {WORKER_SECRETS_DIR}/$WORKERNAME)\" && \
+         if command -v dumb-init >/dev/null 2>&1; then exec dumb-init twistd --pidfile= -ny buildbot.tac; \
+         else exec twistd --pidfile= -ny buildbot.tac; fi"
     );
     json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -372,7 +376,7 @@ fn workers(spec: &DeploySpec) -> Value {
                     "containers": [{
                         "name": "worker",
                         "image": spec.worker_image,
-                        "command": ["/usr/local/bin/dumb-init", "sh", "-c", start],
+                        "command": ["sh", "-c", start],
                         "env": [
                             {"name": "WORKERNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                             {"name": "BUILDMASTER", "value": spec.master_name()},
@@ -444,6 +448,13 @@ mod tests {
         );
         assert!(worker["containers"][0]["lifecycle"]["preStop"]["exec"]["command"].is_array());
         assert_eq!(worker["securityContext"]["fsGroup"], 1000);
+        // The official image has dumb-init at /usr/bin (apt): found on PATH, never by a fixed path.
+        let start = &worker["containers"][0]["command"];
+        assert_eq!(start[0], "sh");
+        assert!(
+            start[2].as_str().unwrap().contains("command -v dumb-init"),
+            "{start}"
+        );
         let master = &find(&objs, "Deployment", "bb")["spec"]["template"]["spec"];
         assert_eq!(
             master["containers"][0]["resources"]["requests"]["memory"],
