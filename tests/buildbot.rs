@@ -97,19 +97,19 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A Buildbot master in a temporary basedir.
+/// A Buildbot master in a temporary basedir, run as the master pod runs it.
 pub struct Master {
     pub basedir: PathBuf,
     pub web_port: u16,
     pub pb_port: u16,
     env: Vec<(String, String)>,
-    started: bool,
+    process: Option<Child>,
 }
 
 impl Master {
-    /// `buildbot create-master`, then our master.cfg in place of the sample. `env` is the
-    /// master container's environment (database URL, worker passwords directory...).
-    pub fn create(master_cfg: &str, env: Vec<(String, String)>) -> Self {
+    /// A fresh basedir holding only the ConfigMap's files (`master.cfg`, `buildbot.tac`), as
+    /// the pod's volume does; `env` is the master container's environment.
+    pub fn create(files: &[(&str, &str)], env: Vec<(String, String)>) -> Self {
         let basedir = temp_dir("master");
         let (web_port, pb_port) = (free_port(), free_port());
         let mut env = env;
@@ -119,18 +119,16 @@ impl Master {
             "BUILDBOT_WEB_URL".into(),
             format!("http://127.0.0.1:{web_port}/"),
         ));
-        let master = Self {
+        for (name, text) in files {
+            std::fs::write(basedir.join(name), text).unwrap();
+        }
+        Self {
             basedir,
             web_port,
             pb_port,
             env,
-            started: false,
-        };
-        master
-            .buildbot(&["create-master", "-r", "."])
-            .expect("create-master");
-        std::fs::write(master.basedir.join("master.cfg"), master_cfg).unwrap();
-        master
+            process: None,
+        }
     }
 
     /// Runs `buildbot ARGS` in the basedir with the master's environment: Ok(output) when it
@@ -145,13 +143,33 @@ impl Master {
         )
     }
 
-    /// `buildbot start`: returns once the master is running.
+    /// Starts the master in the foreground, as the image's entrypoint does
+    /// (`twistd -ny buildbot.tac`), and returns once its REST API answers.
     pub fn start(&mut self) {
-        let out = self.buildbot(&["start", "."]);
-        self.started = true;
-        if let Err(e) = out {
-            let log = std::fs::read_to_string(self.basedir.join("twistd.log")).unwrap_or_default();
-            panic!("master did not start: {e}\n--- twistd.log ---\n{log}");
+        let log = std::fs::File::create(self.basedir.join("master.log")).unwrap();
+        let child = Command::new(tool("twistd"))
+            .args(["--pidfile=", "-ny", "buildbot.tac"])
+            .current_dir(&self.basedir)
+            .env("PATH", venv_path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start twistd");
+        self.process = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Ok((200, _)) = http_json(self.web_port, "GET", "/api/v2/masters", None) {
+                return;
+            }
+            let exited = self.process.as_mut().unwrap().try_wait().unwrap();
+            assert!(
+                exited.is_none() && started.elapsed() < Duration::from_secs(60),
+                "master did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
@@ -218,16 +236,17 @@ impl Master {
             .clone()
     }
 
-    /// The twistd log so far, for failure messages.
+    /// The master's output so far (the tac logs to stdout), for failure messages.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.basedir.join("twistd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.basedir.join("master.log")).unwrap_or_default()
     }
 }
 
 impl Drop for Master {
     fn drop(&mut self) {
-        if self.started {
-            let _ = self.buildbot(&["stop", "--no-wait", "."]);
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -268,9 +287,11 @@ impl WorkerProcess {
 
     /// Sends a signal, as the kubelet does (`TERM`, `KILL`).
     pub fn signal(&self, signal: &str) {
+        // The process may have exited already (that is what the graceful stop is for).
         let _ = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
     }
 

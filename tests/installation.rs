@@ -66,11 +66,13 @@ impl Installation {
         for (name, pw) in &secrets.workers {
             std::fs::write(passwords.join(name), pw).unwrap();
         }
-        let cfg = find(&objects, "ConfigMap", "bb-config")["data"]["master.cfg"]
-            .as_str()
-            .unwrap();
+        let data = &find(&objects, "ConfigMap", "bb-config")["data"];
+        let files = [
+            ("master.cfg", data["master.cfg"].as_str().unwrap()),
+            ("buildbot.tac", data["buildbot.tac"].as_str().unwrap()),
+        ];
         let master = Master::create(
-            cfg,
+            &files,
             vec![
                 ("BUILDBOT_DB_URL".into(), db_url),
                 (

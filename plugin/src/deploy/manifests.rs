@@ -26,9 +26,7 @@ pub fn build(spec: &DeploySpec, secrets: &Secrets) -> Vec<Previewed> {
     let mut objects = Vec::new();
     objects.extend(secret_objects(spec, secrets));
     let cfg = config_map(spec);
-    let checksum = cfg
-        .as_ref()
-        .map(|c| fnv1a(c["data"]["master.cfg"].as_str().unwrap_or_default()));
+    let checksum = cfg.as_ref().map(|c| fnv1a(&c["data"].to_string()));
     objects.extend(cfg);
     objects.push(master_service(spec));
     objects.push(worker_service(spec));
@@ -105,7 +103,7 @@ fn config_map(spec: &DeploySpec) -> Option<Value> {
     Some(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": metadata(spec, spec.config_name(), "master"),
-        "data": {"master.cfg": text},
+        "data": {"master.cfg": text, "buildbot.tac": master_cfg::MASTER_TAC},
     }))
 }
 
@@ -296,7 +294,11 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
             json!({"name": "BUILDBOT_CONFIG_URL", "value": url}),
             json!({"name": "BUILDBOT_CONFIG_DIR", "value": "config"}),
         ]),
-        _ => mounts.push(json!({"name": "config", "mountPath": format!("{basedir}/master.cfg"), "subPath": "master.cfg", "readOnly": true})),
+        _ => {
+            for file in ["master.cfg", "buildbot.tac"] {
+                mounts.push(json!({"name": "config", "mountPath": format!("{basedir}/{file}"), "subPath": file, "readOnly": true}));
+            }
+        }
     }
     let mut volumes = vec![
         json!({"name": "basedir", "persistentVolumeClaim": {"claimName": spec.master_claim_name()}}),
@@ -321,7 +323,9 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
         })
     };
     // Waits for the database, then creates or upgrades its schema: the master never starts
-    // against a database that is not there or not upgraded (the seed's crash loop).
+    // against a database that is not there or not upgraded (the seed's crash loop). With
+    // --config-url the image's entrypoint downloads master.cfg first and runs the same loop
+    // itself, so there is nothing to run before it.
     let mut upgrade = container("upgrade-master");
     upgrade["command"] = json!(["sh", "-c",
         format!("until buildbot upgrade-master {basedir}; do echo 'waiting for the database...'; sleep 3; done")]);
@@ -344,7 +348,7 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
             "template": {
                 "metadata": template_meta,
                 "spec": with(pod_spec_common(), json!({
-                    "initContainers": [upgrade],
+                    "initContainers": if matches!(spec.config, MasterConfig::Url(_)) { json!([]) } else { json!([upgrade]) },
                     "containers": [main],
                     "volumes": volumes,
                 })),
@@ -492,6 +496,40 @@ mod tests {
     }
 
     #[test]
+    fn the_master_gets_a_buildbot_tac_that_upgrade_master_accepts() {
+        let objs = objects(&DeploySpec::new("bb", "ci"));
+        let tac = find(&objs, "ConfigMap", "bb-config")["data"]["buildbot.tac"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            tac.contains("Application('buildmaster')"),
+            "buildbot checks for this literal"
+        );
+        let master = &find(&objs, "Deployment", "bb")["spec"]["template"]["spec"];
+        for c in ["upgrade-master", "master"] {
+            let container = master["initContainers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(master["containers"].as_array().unwrap())
+                .find(|x| x["name"] == c)
+                .unwrap();
+            let paths: Vec<&str> = container["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|m| m["mountPath"].as_str())
+                .collect();
+            assert!(
+                paths.contains(&"/var/lib/buildbot/buildbot.tac")
+                    && paths.contains(&"/var/lib/buildbot/master.cfg"),
+                "{c}: {paths:?}"
+            );
+        }
+    }
+
+    #[test]
     fn external_database_replaces_postgres() {
         let mut spec = DeploySpec::new("bb", "ci");
         spec.database = Database::ExternalUrl("postgresql://u:p@db.example.com/bb".into());
@@ -522,6 +560,12 @@ mod tests {
         assert!(master["metadata"].get("annotations").is_none());
         let env = master["spec"]["containers"][0]["env"].as_array().unwrap();
         assert!(env.iter().any(|e| e["name"] == "BUILDBOT_CONFIG_URL"));
+        // The image's entrypoint downloads master.cfg, then waits for the database and upgrades.
+        let init = master["spec"]["initContainers"].as_array().unwrap();
+        assert!(
+            !init.iter().any(|c| c["name"] == "upgrade-master"),
+            "{init:?}"
+        );
     }
 
     #[test]
