@@ -40,13 +40,7 @@ fn generated_master_cfg_runs_a_build_on_real_buildbot_and_postgres() {
         env_value(i.worker_container(), "BUILDMASTER"),
         i.spec.master_name()
     );
-    let worker = i.start_worker("bb-worker-0");
-    wait_for("bb-worker-0 to connect", Duration::from_secs(60), || {
-        i.master
-            .connected_workers()
-            .contains(&"bb-worker-0".to_string())
-            .then_some(())
-    });
+    let worker = i.start_connected_worker("bb-worker-0");
     let mut configured: Vec<String> = i.master.get("workers")["workers"]
         .as_array()
         .unwrap()

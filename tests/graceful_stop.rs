@@ -18,13 +18,7 @@ const SUCCESS: i64 = 0;
 
 /// Starts bb-worker-0, waits for it, forces a 20 s build and waits until it runs on it.
 fn build_running(i: &Installation) -> (WorkerProcess, Value) {
-    let worker = i.start_worker("bb-worker-0");
-    wait_for("bb-worker-0 to connect", Duration::from_secs(60), || {
-        i.master
-            .connected_workers()
-            .contains(&"bb-worker-0".to_string())
-            .then_some(())
-    });
+    let worker = i.start_connected_worker("bb-worker-0");
     i.master
         .force("hello", json!({"build_seconds": BUILD_SECONDS}));
     let build = wait_for("the build to start", Duration::from_secs(60), || {

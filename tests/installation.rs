@@ -136,6 +136,23 @@ impl Installation {
         WorkerProcess::start(&command, self.worker_env(name))
     }
 
+    /// Starts worker pod `name` and waits until the master sees it connected.
+    pub fn start_connected_worker(&self, name: &str) -> WorkerProcess {
+        let worker = self.start_worker(name);
+        crate::buildbot::wait_for(
+            &format!("{name} to connect"),
+            std::time::Duration::from_secs(60),
+            || {
+                self.master
+                    .connected_workers()
+                    .iter()
+                    .any(|w| w == name)
+                    .then_some(())
+            },
+        );
+        worker
+    }
+
     /// Overwrites a worker's password file (to test refusals).
     pub fn set_worker_password(&self, name: &str, password: &str) {
         std::fs::write(self.passwords.join(name), password).unwrap();

@@ -14,7 +14,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -204,18 +204,12 @@ fn main() {
     std::fs::write(dir.join("tls.key"), key).unwrap();
     let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
 
-    let webhook_addr = free_addr();
-    let webhook = Target {
-        name: "webhook",
-        addr: webhook_addr,
-        child: Command::new(env!("CARGO_BIN_EXE_buildbot-webhook"))
-            .args([
-                "serve",
-                "--listen",
-                &webhook_addr.to_string(),
-                "--log-format",
-                "json",
-            ])
+    // Both servers get the same certificate and no logging sink.
+    let spawn = |name: &'static str, program: PathBuf, args: &[&str]| {
+        let addr = free_addr();
+        let child = Command::new(program)
+            .args(args)
+            .args(["--listen", &addr.to_string()])
             .arg("--tls-cert")
             .arg(&crt)
             .arg("--tls-key")
@@ -223,23 +217,15 @@ fn main() {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start buildbot-webhook"),
+            .unwrap_or_else(|e| panic!("start the {name} server: {e}"));
+        Target { name, addr, child }
     };
-    let null_addr = free_addr();
-    let null = Target {
-        name: "null",
-        addr: null_addr,
-        child: Command::new(std::env::current_exe().unwrap())
-            .args(["--null-server", "--listen", &null_addr.to_string()])
-            .arg("--tls-cert")
-            .arg(&crt)
-            .arg("--tls-key")
-            .arg(&key)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the null server"),
-    };
+    let webhook = spawn(
+        "webhook",
+        PathBuf::from(env!("CARGO_BIN_EXE_buildbot-webhook")),
+        &["serve", "--log-format", "json"],
+    );
+    let null = spawn("null", std::env::current_exe().unwrap(), &["--null-server"]);
 
     // The mix: 40% seed workers, 20% seed masters, 10% 20-container pods, 30% not Buildbot.
     let mut bodies = Vec::new();
