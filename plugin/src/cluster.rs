@@ -173,17 +173,11 @@ impl Cluster {
                         namespace,
                         message,
                     },
-                    404 if status
-                        .details
-                        .as_ref()
-                        .is_some_and(|d| d.kind == "namespaces") =>
-                    {
-                        ClusterError::NoNamespace {
-                            action,
-                            object,
-                            namespace,
-                        }
-                    }
+                    404 if namespace_missing(&status) => ClusterError::NoNamespace {
+                        action,
+                        object,
+                        namespace,
+                    },
                     409 => ClusterError::Conflict {
                         action,
                         object,
