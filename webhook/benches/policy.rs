@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
     for (name, pod) in pods() {
         let body = common::admission_review("0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", pod);
         whole.bench_function(name, |b| {
-            b.iter(|| review(black_box(&body), &policy).unwrap().to_json())
+            b.iter(|| review(black_box(&body), &policy).unwrap().into_json())
         });
     }
     whole.finish();

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 
-use crate::policy::{evaluate, Evaluation, Policy, Skipped};
+use crate::policy::{evaluate, Evaluation, Policy, Role, Skipped};
 
 /// What happened to one review, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,8 +50,10 @@ pub struct Reviewed {
     pub outcome: Outcome,
     /// The number of patch operations sent.
     pub operations: usize,
-    /// What the policy found, when it ran.
-    pub evaluation: Option<Evaluation>,
+    /// The pod's role, when the policy found one.
+    pub role: Option<Role>,
+    /// What was injected, comma separated, as in the `injected` audit annotation.
+    pub injected: String,
 }
 
 impl Reviewed {
@@ -59,11 +61,10 @@ impl Reviewed {
     /// array of numbers; the wire format, Go's `[]byte`, is a base64 string. The patch is
     /// taken out before serialising the rest (one JSON number per byte is the slowest part
     /// of a review otherwise) and written back as base64.
-    pub fn to_json(&self) -> Vec<u8> {
-        let mut review = self.response.clone();
-        let patch = review.response.as_mut().and_then(|r| r.patch.take());
+    pub fn into_json(mut self) -> Vec<u8> {
+        let patch = self.response.response.as_mut().and_then(|r| r.patch.take());
         let mut value =
-            serde_json::to_value(&review).expect("an AdmissionReview always serialises");
+            serde_json::to_value(&self.response).expect("an AdmissionReview always serialises");
         if let Some(patch) = patch {
             value["response"]["patch"] = base64::engine::general_purpose::STANDARD
                 .encode(patch)
@@ -117,7 +118,8 @@ pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
                 response: response.into_review(),
                 outcome,
                 operations: 0,
-                evaluation: None,
+                role: None,
+                injected: String::new(),
             })
         }
     }
@@ -142,7 +144,8 @@ fn review_pod(review: AdmissionReview<Pod>, policy: &Policy) -> Result<Reviewed,
         response: response.into_review(),
         outcome: Outcome::Skipped,
         operations: 0,
-        evaluation: None,
+        role: None,
+        injected: String::new(),
     };
     // Only new pods are mutated: a running pod's spec is immutable, and subresources
     // (ephemeral containers, bindings) are not ours.
@@ -154,44 +157,49 @@ fn review_pod(review: AdmissionReview<Pod>, policy: &Policy) -> Result<Reviewed,
     };
 
     let evaluation = evaluate(pod, policy);
+    let injected = evaluation.injected().join(",");
+    let Evaluation {
+        role,
+        skipped,
+        patch,
+        changes,
+        warnings,
+    } = evaluation;
     let mut response = response;
-    if !evaluation.warnings.is_empty() {
-        response.warnings = Some(evaluation.warnings.clone());
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
     }
-    let outcome = match (&evaluation.skipped, evaluation.patch.0.is_empty()) {
+    let outcome = match (skipped, patch.0.is_empty()) {
         (Some(Skipped::NotBuildbot | Skipped::OptedOut | Skipped::UnknownRole), _) => {
             Outcome::Skipped
         }
         (None, true) => Outcome::Unchanged,
         (None, false) => Outcome::Patched,
     };
-    if let Some(role) = evaluation.role {
+    if let Some(role) = role {
         response
             .audit_annotations
             .insert("role".into(), role.to_string());
     }
-    let operations = evaluation.patch.0.len();
+    let operations = patch.0.len();
     if operations > 0 {
         response
             .audit_annotations
-            .insert("injected".into(), evaluation.injected().join(","));
-        let details: Vec<String> = evaluation
-            .changes
-            .iter()
-            .map(|c| c.detail.clone())
-            .collect();
+            .insert("injected".into(), injected.clone());
+        let details: Vec<&str> = changes.iter().map(|c| c.detail.as_str()).collect();
         response
             .audit_annotations
             .insert("changes".into(), details.join("; "));
         response = response
-            .with_patch(evaluation.patch.clone())
+            .with_patch(patch)
             .expect("a JSON patch of JSON values always serialises");
     }
     Ok(Reviewed {
         response: response.into_review(),
         outcome,
         operations,
-        evaluation: Some(evaluation),
+        role,
+        injected,
     })
 }
 
@@ -225,15 +233,16 @@ mod tests {
                         "containers": [{"name": "worker", "image": "buildbot/buildbot-worker:master"}]}})
     }
 
-    fn response(r: &Reviewed) -> Value {
-        serde_json::from_slice(&r.to_json()).unwrap()
+    fn response(r: Reviewed) -> Value {
+        serde_json::from_slice(&r.into_json()).unwrap()
     }
 
     #[test]
     fn buildbot_pod_gets_a_base64_json_patch_with_the_same_uid() {
         let r = review(&review_json(worker(), "CREATE"), &Policy::default()).unwrap();
         assert_eq!(r.outcome, Outcome::Patched);
-        let v = response(&r);
+        let operations = r.operations;
+        let v = response(r);
         assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(v["kind"], "AdmissionReview");
         let resp = &v["response"];
@@ -244,7 +253,7 @@ mod tests {
             .decode(resp["patch"].as_str().unwrap())
             .unwrap();
         let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
-        assert_eq!(patch.0.len(), r.operations);
+        assert_eq!(patch.0.len(), operations);
         let mut pod = worker();
         json_patch::patch(&mut pod, &patch).unwrap();
         assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 3600);
@@ -279,7 +288,7 @@ mod tests {
         ] {
             let r = review(&body, &Policy::default()).unwrap();
             assert_eq!(r.outcome, outcome);
-            let v = response(&r);
+            let v = response(r);
             assert_eq!(v["response"]["allowed"], true);
             assert!(v["response"].get("patch").is_none());
             assert_eq!(v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
@@ -292,7 +301,7 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": 5}}),
             "CREATE",
         );
-        let v = response(&review(&body, &Policy::default()).unwrap());
+        let v = response(review(&body, &Policy::default()).unwrap());
         assert!(
             v["response"]["warnings"][0]
                 .as_str()
@@ -310,7 +319,7 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": {"containers": [{"name": "w", "image": "buildbot/buildbot-worker"}]}}),
         ] {
             let v = response(
-                &review(&review_json(object.clone(), "CREATE"), &Policy::default()).unwrap(),
+                review(&review_json(object.clone(), "CREATE"), &Policy::default()).unwrap(),
             );
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(v["response"]["patch"].as_str().unwrap())
@@ -384,7 +393,7 @@ mod tests {
                 pod["apiVersion"] = "v1".into();
                 pod["kind"] = "Pod".into();
                 let r = review(&review_json(pod.clone(), "CREATE"), &Policy::default()).unwrap();
-                let v = response(&r);
+                let v = response(r);
                 prop_assert_eq!(&v["response"]["allowed"], &json!(true));
                 prop_assert_eq!(&v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
                 if let Some(p) = v["response"]["patch"].as_str() {

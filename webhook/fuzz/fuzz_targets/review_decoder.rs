@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
     let Ok(reviewed) = review(body, &Policy::default()) else { return };
-    let answer: serde_json::Value = serde_json::from_slice(&reviewed.to_json()).expect("the answer is JSON");
+    let answer: serde_json::Value = serde_json::from_slice(&reviewed.into_json()).expect("the answer is JSON");
     assert_eq!(answer["response"]["allowed"], true, "never blocks a pod");
     let Some(patch) = answer["response"]["patch"].as_str() else { return };
     let patch = base64::engine::general_purpose::STANDARD.decode(patch).expect("base64");

@@ -266,24 +266,15 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
                 tracing::debug!(
                     uid = response.map(|r| r.uid.as_str()).unwrap_or_default(),
                     outcome = reviewed.outcome.name(),
-                    role = reviewed
-                        .evaluation
-                        .as_ref()
-                        .and_then(|e| e.role)
-                        .map(|r| r.component())
-                        .unwrap_or("-"),
-                    injected = reviewed
-                        .evaluation
-                        .as_ref()
-                        .map(|e| e.injected().join(","))
-                        .unwrap_or_default(),
+                    role = reviewed.role.map(|r| r.component()).unwrap_or("-"),
+                    injected = reviewed.injected.as_str(),
                     micros = took.as_micros() as u64,
                     "reviewed pod"
                 );
             }
             (
                 [(header::CONTENT_TYPE, "application/json")],
-                reviewed.to_json(),
+                reviewed.into_json(),
             )
                 .into_response()
         }
