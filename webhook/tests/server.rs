@@ -233,12 +233,7 @@ async fn wrong_server_name_is_refused_by_the_client() {
 async fn shutdown_finishes_the_review_in_flight() {
     let mut srv = start(|_| {}).await;
     let body = admission_review("in-flight", seed_worker_pod());
-    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    let mut tls = connector(&srv.ca.pem())
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
+    let mut tls = tls_connect(srv.addr, &connector(&srv.ca.pem()), "localhost")
         .await
         .unwrap();
     let head = format!(
@@ -273,12 +268,7 @@ async fn shutdown_finishes_the_review_in_flight() {
 #[tokio::test]
 async fn connections_over_the_limit_are_closed_and_counted() {
     let srv = start(|c| c.max_connections = 1).await;
-    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    let _held = connector(&srv.ca.pem())
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
+    let _held = tls_connect(srv.addr, &connector(&srv.ca.pem()), "localhost")
         .await
         .unwrap();
     let second = https(srv.addr, &srv.ca.pem(), "localhost", "GET", "/healthz", b"").await;
@@ -292,12 +282,7 @@ async fn connections_over_the_limit_are_closed_and_counted() {
 #[tokio::test]
 async fn slow_headers_are_cut_off() {
     let srv = start(|c| c.read_timeout = Duration::from_millis(300)).await;
-    let tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    let mut tls = connector(&srv.ca.pem())
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
+    let mut tls = tls_connect(srv.addr, &connector(&srv.ca.pem()), "localhost")
         .await
         .unwrap();
     tls.write_all(b"POST /mutate HTTP/1.1\r\nHost: loc")

@@ -94,6 +94,22 @@ impl Reply {
     }
 }
 
+/// A TLS connection to `addr`, verifying the server as `server_name` (no Nagle: requests and
+/// answers are small).
+pub async fn tls_connect(
+    addr: std::net::SocketAddr,
+    connector: &TlsConnector,
+    server_name: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// One HTTP/1.1 request on a new TLS connection, verified against `ca_pem` and `server_name`.
 pub async fn https(
     addr: std::net::SocketAddr,
@@ -103,12 +119,7 @@ pub async fn https(
     path: &str,
     body: &[u8],
 ) -> Result<Reply, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
-    let mut tls = connector(ca_pem)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tls = tls_connect(addr, &connector(ca_pem), server_name).await?;
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {server_name}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -198,17 +209,26 @@ impl KeepAlive {
         connector: &TlsConnector,
         server_name: &str,
     ) -> Result<Self, String> {
-        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
-        let stream = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = tls_connect(addr, connector, server_name).await?;
         Ok(Self {
             stream,
             buf: Vec::with_capacity(16 * 1024),
         })
+    }
+
+    /// Appends what the connection has next to the buffer; `closed` is the error at EOF.
+    async fn read_more(&mut self, closed: &str) -> Result<(), String> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(closed.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 
     /// One POST on the open connection; the response is read by its Content-Length.
@@ -226,20 +246,12 @@ impl KeepAlive {
             .map_err(|e| e.to_string())?;
         self.stream.flush().await.map_err(|e| e.to_string())?;
         self.buf.clear();
-        let mut chunk = [0u8; 16 * 1024];
         let head_end = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("connection closed before the response".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.read_more("connection closed before the response")
+                .await?;
         };
         let head = String::from_utf8_lossy(&self.buf[..head_end]).to_string();
         let length: usize = head
@@ -251,15 +263,7 @@ impl KeepAlive {
             })
             .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
         while self.buf.len() < head_end + length {
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("connection closed mid-body".into());
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.read_more("connection closed mid-body").await?;
         }
         let status = head
             .split_whitespace()
