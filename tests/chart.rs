@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use buildbot_webhook::policy::Policy;
+use buildbot_policy::Policy;
 use buildbot_webhook::server::{Server, ServerConfig};
 use e2e_tests::{kubernetes_validate, repo_root, temp_dir, tool};
 use serde_json::Value;

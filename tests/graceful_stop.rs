@@ -43,7 +43,7 @@ fn build_result(master: &Master, buildid: &Value) -> Value {
 
 /// Unfinished build requests, read exactly as the KEDA trigger reads them (`meta.total`).
 fn demand(master: &Master) -> i64 {
-    master.get(kubectl_buildbot::scale::DEMAND_QUERY)["meta"]["total"]
+    master.get(kubectl_buildbot::scaling::DEMAND_QUERY)["meta"]["total"]
         .as_i64()
         .expect("meta.total")
 }

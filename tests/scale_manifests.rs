@@ -6,7 +6,7 @@ use std::process::Command;
 
 use e2e_tests::{kubernetes_validate, output_of, repo_root, tool};
 use kubectl_buildbot::deploy::DeploySpec;
-use kubectl_buildbot::scale::{hpa, scale_object, scaled_object};
+use kubectl_buildbot::scaling::{hpa, scale_object, scaled_object};
 use serde_json::Value;
 
 /// Validates ScaledObjects with KEDA's schema in node; Err(message) when one is invalid.

@@ -4,7 +4,7 @@
 
 use std::hint::black_box;
 
-use buildbot_webhook::policy::Policy;
+use buildbot_policy::Policy;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kubectl_buildbot::preview::preview;
 
@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
         let text = stream(n);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(format!("{n} objects"), |b| {
-            b.iter(|| preview(black_box(&text), "bench.yaml", &policy).unwrap())
+            b.iter(|| preview(black_box(&text), "bench.yaml", &policy).unwrap());
         });
     }
     group.finish();

@@ -4,11 +4,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use buildbot_webhook::duration::parse_duration;
+use buildbot_policy::duration::parse_duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-use crate::commands::deploy::DryRun;
 use crate::output::Format;
+
+/// kubectl's `--dry-run` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    None,
+    Client,
+    Server,
+}
 
 #[derive(Parser)]
 #[command(

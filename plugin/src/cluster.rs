@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::{ApiResource, GroupVersionKind, NamespaceResourceScope};
 use kube::Client;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::deploy::spec::FIELD_MANAGER;
@@ -58,6 +59,8 @@ pub enum ClusterError {
         code: u16,
         message: String,
     },
+    #[error("{kind} ({api_version}) is not a kind kubectl-buildbot manages\n  hint: this is a bug in kubectl-buildbot; please report it")]
+    UnknownKind { api_version: String, kind: String },
     #[error("{action} {object}: no answer from the API server: {message}\n  hint: check that the cluster of context {context:?} is reachable (kubectl cluster-info)")]
     Unreachable {
         action: &'static str,
@@ -67,15 +70,63 @@ pub enum ClusterError {
     },
 }
 
-/// The kinds deploy builds, with their API resources (no discovery round-trip needed).
-pub fn api_resource(api_version: &str, kind: &str) -> ApiResource {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let plural = match kind {
-        "NetworkPolicy" => "networkpolicies".to_string(),
-        "HorizontalPodAutoscaler" => "horizontalpodautoscalers".to_string(),
-        other => format!("{}s", other.to_ascii_lowercase()),
+/// The API resource of a kind we build or read, from the types' own metadata: no plural is
+/// guessed. `None` for a kind this plugin does not know.
+pub fn api_resource(api_version: &str, kind: &str) -> Option<ApiResource> {
+    use k8s_openapi::api::{apps, autoscaling, core, networking, rbac};
+    fn of<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
+        ApiResource::erase::<K>(&())
+    }
+    Some(match (api_version, kind) {
+        ("v1", "ConfigMap") => of::<core::v1::ConfigMap>(),
+        ("v1", "PersistentVolumeClaim") => of::<core::v1::PersistentVolumeClaim>(),
+        ("v1", "Pod") => of::<core::v1::Pod>(),
+        ("v1", "Secret") => of::<core::v1::Secret>(),
+        ("v1", "Service") => of::<core::v1::Service>(),
+        ("v1", "ServiceAccount") => of::<core::v1::ServiceAccount>(),
+        ("apps/v1", "Deployment") => of::<apps::v1::Deployment>(),
+        ("apps/v1", "StatefulSet") => of::<apps::v1::StatefulSet>(),
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            of::<autoscaling::v2::HorizontalPodAutoscaler>()
+        }
+        ("networking.k8s.io/v1", "NetworkPolicy") => of::<networking::v1::NetworkPolicy>(),
+        ("rbac.authorization.k8s.io/v1", "Role") => of::<rbac::v1::Role>(),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => of::<rbac::v1::RoleBinding>(),
+        // KEDA's CRD has no k8s-openapi type.
+        ("keda.sh/v1alpha1", "ScaledObject") => ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+            "scaledobjects",
+        ),
+        _ => return None,
+    })
+}
+
+/// Loads the kubeconfig like kubectl: `--kubeconfig` (else `$KUBECONFIG`, else
+/// `~/.kube/config`, else in-cluster) and `--context`.
+pub async fn load_config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Config, ClusterError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
     };
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), &plural)
+    match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| ClusterError::Config(e.to_string()))
+        }
+        None => match kube::Config::from_kubeconfig(&options).await {
+            Ok(c) => Ok(c),
+            Err(e) if context.is_none() => {
+                kube::Config::incluster().map_err(|_| ClusterError::Config(e.to_string()))
+            }
+            Err(e) => Err(ClusterError::Config(e.to_string())),
+        },
+    }
 }
 
 /// A connected client and the namespace to work in.
@@ -88,33 +139,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects like kubectl: `--kubeconfig` (else `$KUBECONFIG`, else `~/.kube/config`, else
-    /// in-cluster), `--context`, `-n` (else the context's namespace, else `default`).
+    /// Connects like kubectl ([`load_config`]), in `-n` (else the context's namespace, else
+    /// `default`).
     pub async fn connect(
         kubeconfig: Option<&Path>,
         context: Option<&str>,
         namespace: Option<&str>,
     ) -> Result<Self, ClusterError> {
-        let options = KubeConfigOptions {
-            context: context.map(str::to_string),
-            ..Default::default()
-        };
-        let mut config = match kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| ClusterError::Config(e.to_string()))?
-            }
-            None => match kube::Config::from_kubeconfig(&options).await {
-                Ok(c) => c,
-                Err(e) if context.is_none() => {
-                    kube::Config::incluster().map_err(|_| ClusterError::Config(e.to_string()))?
-                }
-                Err(e) => return Err(ClusterError::Config(e.to_string())),
-            },
-        };
+        let mut config = load_config(kubeconfig, context).await?;
         config.connect_timeout = Some(Duration::from_secs(10));
         config.read_timeout = Some(Duration::from_secs(30));
         let namespace = namespace
@@ -137,12 +169,30 @@ impl Cluster {
         }
     }
 
-    fn api(&self, api_version: &str, kind: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(
+    /// The dynamic API of a kind we build (see [`api_resource`]).
+    #[allow(
+        clippy::result_large_err,
+        reason = "ClusterError is the one error every call here returns; it is built once per failure"
+    )]
+    fn api(&self, api_version: &str, kind: &str) -> Result<Api<DynamicObject>, ClusterError> {
+        let resource =
+            api_resource(api_version, kind).ok_or_else(|| ClusterError::UnknownKind {
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+            })?;
+        Ok(Api::namespaced_with(
             self.client.clone(),
             &self.namespace,
-            &api_resource(api_version, kind),
-        )
+            &resource,
+        ))
+    }
+
+    /// The typed API of a namespaced kind.
+    fn typed<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     /// Turns a client error into one that names the object and the fix.
@@ -169,7 +219,7 @@ impl Cluster {
                         action,
                         verb,
                         object,
-                        resource: api_resource("v1", kind).plural,
+                        resource: plural(kind),
                         namespace,
                         message,
                     },
@@ -213,7 +263,7 @@ impl Cluster {
         params.dry_run = dry_run;
         let action = if dry_run { "checking" } else { "applying" };
         let applied = self
-            .api(api_version, kind)
+            .api(api_version, kind)?
             .patch(name, &params, &Patch::Apply(obj))
             .await
             .map_err(|e| self.explain(e, action, "patch", kind, name))?;
@@ -221,14 +271,28 @@ impl Cluster {
     }
 
     /// The object, or `None` when it does not exist.
-    pub async fn get(
+    pub async fn get<K>(&self, name: &str) -> Result<Option<K>, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        self.typed::<K>()
+            .get_opt(name)
+            .await
+            .map_err(|e| self.explain(e, "reading", "get", &K::kind(&()), name))
+    }
+
+    /// Whether an object of a kind without a k8s-openapi type (KEDA's) exists.
+    pub async fn exists(
         &self,
         api_version: &str,
         kind: &str,
         name: &str,
-    ) -> Result<Option<Value>, ClusterError> {
-        match self.api(api_version, kind).get_opt(name).await {
-            Ok(found) => Ok(found.map(|o| serde_json::to_value(o).unwrap_or_default())),
+    ) -> Result<bool, ClusterError> {
+        match self.api(api_version, kind)?.get_opt(name).await {
+            Ok(found) => Ok(found.is_some()),
             Err(e) => Err(self.explain(e, "reading", "get", kind, name)),
         }
     }
@@ -245,7 +309,7 @@ impl Cluster {
             dry_run,
             ..DeleteParams::background()
         };
-        match self.api(api_version, kind).delete(name, &params).await {
+        match self.api(api_version, kind)?.delete(name, &params).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 404 && !namespace_missing(&s) => Ok(false),
             Err(e) => Err(self.explain(
@@ -263,23 +327,19 @@ impl Cluster {
     }
 
     /// Objects of a kind matching a label selector.
-    pub async fn list(
-        &self,
-        api_version: &str,
-        kind: &str,
-        selector: &str,
-    ) -> Result<Vec<Value>, ClusterError> {
+    pub async fn list<K>(&self, selector: &str) -> Result<Vec<K>, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
         let params = kube::api::ListParams::default().labels(selector);
-        let list = self
-            .api(api_version, kind)
+        self.typed::<K>()
             .list(&params)
             .await
-            .map_err(|e| self.explain(e, "listing", "list", kind, selector))?;
-        Ok(list
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).unwrap_or_default())
-            .collect())
+            .map(|list| list.items)
+            .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), selector))
     }
 
     /// Sets a workload's replicas through its `scale` subresource (a merge patch, as
@@ -298,7 +358,7 @@ impl Cluster {
         };
         params.dry_run = dry_run;
         let patch = serde_json::json!({"spec": {"replicas": replicas}});
-        self.api(api_version, kind)
+        self.api(api_version, kind)?
             .patch_scale(name, &params, &Patch::Merge(&patch))
             .await
             .map(|_| ())
@@ -334,6 +394,21 @@ impl Cluster {
             .await
             .map_err(|e| self.explain(e, "reading", "get", what, ""))
     }
+}
+
+/// The resource name of a kind, for `kubectl auth can-i` hints.
+fn plural(kind: &str) -> String {
+    [
+        "v1",
+        "apps/v1",
+        "autoscaling/v2",
+        "networking.k8s.io/v1",
+        "rbac.authorization.k8s.io/v1",
+        "keda.sh/v1alpha1",
+    ]
+    .iter()
+    .find_map(|v| api_resource(v, kind))
+    .map_or_else(|| kind.to_ascii_lowercase(), |r| r.plural)
 }
 
 /// A 404 about the namespace rather than the object.

@@ -1,10 +1,10 @@
 //! `kubectl-buildbot preview`: the webhook's mutations applied to manifests offline.
 //!
 //! Pure: YAML text in, mutated objects out. Pods and the pod templates of the workload
-//! kinds are evaluated with the same [`buildbot_webhook::policy::evaluate_json`] the webhook
+//! kinds are evaluated with the same [`buildbot_policy::evaluate_json`] the webhook
 //! calls; every other object passes through untouched.
 
-use buildbot_webhook::policy::{evaluate_json, Change, Policy};
+use buildbot_policy::{evaluate_json, Change, Policy};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
 use serde::Deserialize;

@@ -37,7 +37,7 @@ fn refused_requests_exit_non_zero_with_the_object_and_a_hint() {
     rt.spawn(async move {
         axum::serve(listener, Router::new().fallback(forbidden))
             .await
-            .unwrap()
+            .unwrap();
     });
     let config = kubeconfig(port);
 

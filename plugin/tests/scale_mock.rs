@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use kubectl_buildbot::commands::scale;
 use kubectl_buildbot::deploy::DeploySpec;
-use kubectl_buildbot::scale::{hpa, scaled_object};
+use kubectl_buildbot::scaling::{hpa, scaled_object};
 use serde_json::{json, Value};
 
 const PROXY: &str = "/api/v1/namespaces/ci/services/bb:http/proxy/api/v2";

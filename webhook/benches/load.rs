@@ -166,7 +166,7 @@ async fn drive(
                 let sent = Instant::now();
                 match conn.post("/mutate", body).await {
                     Ok(r) if r.status == 200 => {
-                        lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32)
+                        lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     }
                     _ => errors += 1,
                 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::hint::black_box;
 
-use buildbot_webhook::policy::{evaluate, Policy};
+use buildbot_policy::{evaluate, Policy};
 use buildbot_webhook::review::review;
 use criterion::{criterion_group, criterion_main, Criterion};
 use k8s_openapi::api::core::v1::Pod;
@@ -32,7 +32,7 @@ fn bench(c: &mut Criterion) {
     for (name, pod) in pods() {
         let body = common::admission_review("0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", pod);
         whole.bench_function(name, |b| {
-            b.iter(|| review(black_box(&body), &policy).unwrap().into_json())
+            b.iter(|| review(black_box(&body), &policy).unwrap().into_json());
         });
     }
     whole.finish();

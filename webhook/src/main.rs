@@ -4,9 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use buildbot_webhook::duration::parse_duration;
-use buildbot_webhook::policy::Policy;
+use buildbot_policy::duration::parse_duration;
+use buildbot_policy::Policy;
 use buildbot_webhook::server::{Server, ServerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -71,12 +70,6 @@ enum LogFormat {
     Text,
 }
 
-fn load_policy(path: &PathBuf) -> anyhow::Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy file {}", path.display()))?;
-    Policy::from_yaml(&text).with_context(|| format!("policy file {}", path.display()))
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("BUILDBOT_WEBHOOK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -93,11 +86,11 @@ async fn terminated() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return ctrl_c.await.unwrap_or(()),
-            };
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return ctrl_c.await.unwrap_or(());
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -111,12 +104,12 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::DefaultConfig => print!("{}", Policy::default().to_yaml()),
-        Command::CheckConfig { file } => print!("{}", load_policy(&file)?.to_yaml()),
+        Command::CheckConfig { file } => print!("{}", Policy::from_file(&file)?.to_yaml()),
         Command::Serve(args) => {
             init_logging(args.log_format);
             let mut config = ServerConfig::new(args.listen, args.tls_cert, args.tls_key);
             if let Some(path) = &args.config {
-                config.policy = load_policy(path)?;
+                config.policy = Policy::from_file(path)?;
             }
             config.cert_reload_interval = args.cert_reload_interval;
             config.max_connections = args.max_connections;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 
-use crate::policy::{evaluate, Evaluation, Policy, Role, Skipped};
+use buildbot_policy::{evaluate, Evaluation, Policy, Role, Skipped};
 
 /// What happened to one review, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,11 +105,16 @@ pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
             let req = request(review)?;
             let kind = &req.kind.kind;
             let (outcome, warning) = if kind == "Pod" {
-                (Outcome::Undecodable, format!("kubectl-buildbot: pod left unchanged, it could not be decoded: {pod_error}"))
+                (
+                    Outcome::Undecodable,
+                    prefixed(&format!(
+                        "pod left unchanged, it could not be decoded: {pod_error}"
+                    )),
+                )
             } else {
                 (
                     Outcome::Skipped,
-                    format!("kubectl-buildbot: only Pods are mutated, {kind} left unchanged"),
+                    prefixed(&format!("only Pods are mutated, {kind} left unchanged")),
                 )
             };
             let mut response = AdmissionResponse::from(&req);
@@ -123,6 +128,11 @@ pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
             })
         }
     }
+}
+
+/// An admission warning: kubectl prints it as `Warning: ...` among others, so it says whose it is.
+fn prefixed(warning: &str) -> String {
+    format!("kubectl-buildbot: {warning}")
 }
 
 fn request<T: kube::core::Resource>(
@@ -167,7 +177,7 @@ fn review_pod(review: AdmissionReview<Pod>, policy: &Policy) -> Result<Reviewed,
     } = evaluation;
     let mut response = response;
     if !warnings.is_empty() {
-        response.warnings = Some(warnings);
+        response.warnings = Some(warnings.into_iter().map(|w| prefixed(&w)).collect());
     }
     let outcome = match (skipped, patch.0.is_empty()) {
         (Some(Skipped::NotBuildbot | Skipped::OptedOut | Skipped::UnknownRole), _) => {
@@ -361,7 +371,7 @@ mod tests {
 
     mod properties {
         use super::*;
-        use crate::policy::tests::properties::pod_strategy;
+        use buildbot_policy::testing::pod_strategy;
         use proptest::prelude::*;
 
         proptest! {

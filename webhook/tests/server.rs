@@ -403,7 +403,7 @@ async fn overload_beyond_the_connection_limit_is_refused_cleanly_and_recovers() 
     assert_eq!(served, 8, "the limit is served");
     assert_eq!(refused, 24, "the rest refused, not queued forever");
     // The held connections keep working under overload.
-    for c in held.iter_mut() {
+    for c in &mut held {
         assert_eq!(c.post("/mutate", &body).await.unwrap().status, 200);
     }
     drop(held);

@@ -2,10 +2,52 @@
 //! the database, passwords) are kept unless `--purge`. Every deletion is first checked with
 //! a server dry run, so a refused one leaves nothing half-deleted.
 
-use serde_json::Value;
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
 
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+
+use crate::cli::{Cli, DeleteArgs};
 use crate::cluster::{Cluster, ClusterError};
 use crate::deploy::spec::DeploySpec;
+use crate::frontend;
+
+/// `kubectl buildbot delete`. `--purge` asks first unless `--yes`.
+pub async fn run(cli: &Cli, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
+    let cluster = frontend::connect(cli).await?;
+    let spec = DeploySpec::new(&args.name, &cluster.namespace);
+    if args.purge && !args.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "--purge deletes the database and the master's data for good: add --yes to confirm"
+            );
+        }
+        eprint!(
+            "Delete Buildbot {:?} in namespace {:?} with its database, volumes and passwords, for good? [y/N] ",
+            spec.name, cluster.namespace
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Nothing deleted.");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    let result = delete(&cluster, &spec, args.purge).await?;
+    for d in &result.deleted {
+        println!("{d} deleted");
+    }
+    if result.deleted.is_empty() {
+        eprintln!(
+            "Nothing of {:?} found in namespace {:?}.",
+            spec.name, cluster.namespace
+        );
+    }
+    if !result.kept.is_empty() {
+        eprintln!("Kept (delete with --purge): {}", result.kept.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// One object to delete: `(apiVersion, kind, name)`.
 pub type Target = (&'static str, &'static str, String);
@@ -82,12 +124,11 @@ pub async fn delete(
     purge: bool,
 ) -> Result<Deleted, ClusterError> {
     let mut targets = targets(spec, purge);
-    let claims: Vec<Value> = cluster
-        .list("v1", "PersistentVolumeClaim", &spec.instance_selector())
-        .await?;
-    let claim_names: Vec<String> = claims
-        .iter()
-        .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_string))
+    let claim_names: Vec<String> = cluster
+        .list::<PersistentVolumeClaim>(&spec.instance_selector())
+        .await?
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
         .collect();
     let mut result = Deleted::default();
     if purge {
@@ -108,7 +149,7 @@ pub async fn delete(
             spec.postgres_name(),
             spec.database_secret_name(),
         ] {
-            if cluster.get("v1", "Secret", &secret).await?.is_some() {
+            if cluster.get::<Secret>(&secret).await?.is_some() {
                 result.kept.push(id("Secret", &secret));
             }
         }

@@ -5,19 +5,106 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use buildbot_policy::Role;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
 use serde_json::Value;
 
-use crate::cluster::{identity, Cluster, ClusterError};
-use crate::deploy::{build, Database, DeploySpec, Secrets};
+use crate::cli::{Cli, DeployArgs, DryRun};
+use crate::cluster::{Cluster, ClusterError};
+use crate::deploy::{build, Database, DeploySpec, MasterConfig, Secrets};
+use crate::frontend::{self, print_objects, print_warnings};
 use crate::preview::Previewed;
+use crate::readiness::{readiness, Readiness};
 
-/// kubectl's `--dry-run` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DryRun {
-    None,
-    Client,
-    Server,
+/// `kubectl buildbot deploy`.
+pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    if args.dry_run == DryRun::Client {
+        // No cluster at all: fresh passwords, nothing read or sent.
+        let spec = deploy_spec(args, &frontend::offline_namespace(cli).await)?;
+        let (objects, warnings) = objects(&spec, &Secrets::default().complete(&spec));
+        print_warnings(&warnings);
+        print_objects(&objects, args.output, "created (dry run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = frontend::connect(cli).await?;
+    let spec = deploy_spec(args, &cluster.namespace)?;
+    let existing = discover(&cluster, &spec).await?;
+    let (spec, secrets) = reconcile(spec, args.workers.is_some(), existing);
+    let (objects, warnings) = objects(&spec, &secrets);
+    print_warnings(&warnings);
+    let server_dry_run = args.dry_run == DryRun::Server;
+    let applied = apply_all(&cluster, &objects, server_dry_run).await?;
+    let suffix = if server_dry_run {
+        "configured (server dry run)"
+    } else {
+        "configured"
+    };
+    print_objects(&applied, args.output, suffix);
+    if server_dry_run || !args.wait {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stderr = &mut std::io::stderr();
+    let terminal = stderr.is_terminal();
+    wait_ready(
+        &cluster,
+        &spec,
+        args.timeout,
+        Duration::from_secs(2),
+        terminal,
+        stderr,
+    )
+    .await?;
+    eprint!("{}", next_steps(&spec));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The user's choices as a [`DeploySpec`], checked before anything is sent.
+pub fn deploy_spec(args: &DeployArgs, namespace: &str) -> anyhow::Result<DeploySpec> {
+    let mut spec = DeploySpec::new(&args.name, namespace);
+    if let Some(image) = &args.image {
+        spec.master_image.clone_from(image);
+    }
+    if let Some(image) = &args.worker_image {
+        spec.worker_image.clone_from(image);
+    }
+    spec.max_workers = args.max_workers;
+    spec.workers = args.workers.unwrap_or(1);
+    spec.database = match (&args.database_url, &args.database_secret) {
+        (Some(url), _) => Database::ExternalUrl(url.clone()),
+        (None, Some(secret)) => {
+            let (name, key) = secret.split_once(':').unwrap_or((secret, "url"));
+            Database::ExternalSecret {
+                name: name.into(),
+                key: key.into(),
+            }
+        }
+        (None, None) => Database::Bundled {
+            image: args.database_image.clone(),
+            storage: args.database_storage.clone(),
+        },
+    };
+    spec.config = match (&args.config_file, &args.config_url) {
+        (Some(path), _) => MasterConfig::File(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --config-file {}", path.display()))?,
+        ),
+        (None, Some(url)) => MasterConfig::Url(url.clone()),
+        (None, None) => MasterConfig::Generated,
+    };
+    spec.network_policy = !args.no_network_policy;
+    spec.master_storage.clone_from(&args.master_storage);
+    spec.storage_class.clone_from(&args.storage_class);
+    if let Some(url) = &args.web_url {
+        spec.web_url.clone_from(url);
+    }
+    spec.policy = frontend::load_policy(args.policy.as_deref())?;
+    spec.validate()?;
+    Ok(spec)
 }
 
 /// What already exists of an installation: its passwords and worker count.
@@ -27,40 +114,31 @@ pub struct Existing {
     pub worker_replicas: Option<u32>,
 }
 
-fn decode(secret: &Value, key: &str) -> Option<String> {
-    let data = secret["data"][key].as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .ok()?;
-    String::from_utf8(bytes).ok()
+fn decode(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(bytes.0.clone()).ok()
 }
 
 /// Reads the Secrets and the worker StatefulSet of an earlier deploy, if any.
 pub async fn discover(cluster: &Cluster, spec: &DeploySpec) -> Result<Existing, ClusterError> {
     let mut existing = Existing::default();
     if matches!(spec.database, Database::Bundled { .. }) {
-        if let Some(s) = cluster.get("v1", "Secret", &spec.postgres_name()).await? {
+        if let Some(s) = cluster.get::<Secret>(&spec.postgres_name()).await? {
             existing.secrets.postgres = decode(&s, "password");
         }
     }
-    if let Some(s) = cluster
-        .get("v1", "Secret", &spec.worker_secret_name())
-        .await?
-    {
-        let keys: Vec<String> = s["data"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default();
+    if let Some(s) = cluster.get::<Secret>(&spec.worker_secret_name()).await? {
+        let keys: Vec<String> = s.data.iter().flat_map(|d| d.keys().cloned()).collect();
         existing.secrets.workers = keys
             .into_iter()
             .filter_map(|k| decode(&s, &k).map(|v| (k, v)))
             .collect::<BTreeMap<_, _>>();
     }
-    if let Some(sts) = cluster
-        .get("apps/v1", "StatefulSet", &spec.worker_name())
-        .await?
-    {
-        existing.worker_replicas = sts["spec"]["replicas"].as_u64().map(|r| r as u32);
+    if let Some(sts) = cluster.get::<StatefulSet>(&spec.worker_name()).await? {
+        existing.worker_replicas = sts
+            .spec
+            .and_then(|s| s.replicas)
+            .and_then(|r| u32::try_from(r).ok());
     }
     Ok(existing)
 }
@@ -113,35 +191,6 @@ pub fn objects(spec: &DeploySpec, secrets: &Secrets) -> (Vec<Value>, Vec<String>
     (built.into_iter().map(|p| p.after).collect(), warnings)
 }
 
-/// One component's readiness.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Readiness {
-    pub component: &'static str,
-    pub ready: i64,
-    pub wanted: i64,
-}
-
-impl Readiness {
-    pub fn done(&self) -> bool {
-        self.ready >= self.wanted
-    }
-}
-
-/// Readiness of a Deployment or StatefulSet object (absent: nothing ready).
-pub fn readiness(component: &'static str, workload: Option<&Value>, wanted: i64) -> Readiness {
-    let ready = workload
-        .filter(|w| {
-            w["status"]["observedGeneration"].as_i64() >= w["metadata"]["generation"].as_i64()
-        })
-        .and_then(|w| w["status"]["readyReplicas"].as_i64())
-        .unwrap_or(0);
-    Readiness {
-        component,
-        ready,
-        wanted,
-    }
-}
-
 /// The installation's readiness now.
 pub async fn poll_readiness(
     cluster: &Cluster,
@@ -149,19 +198,22 @@ pub async fn poll_readiness(
 ) -> Result<Vec<Readiness>, ClusterError> {
     let mut out = Vec::new();
     if matches!(spec.database, Database::Bundled { .. }) {
-        let pg = cluster
-            .get("apps/v1", "StatefulSet", &spec.postgres_name())
-            .await?;
-        out.push(readiness("database", pg.as_ref(), 1));
+        let name = spec.postgres_name();
+        let pg = cluster.get::<StatefulSet>(&name).await?;
+        out.push(readiness(Role::Database, name, pg.as_ref(), Some(1)));
     }
-    let master = cluster
-        .get("apps/v1", "Deployment", &spec.master_name())
-        .await?;
-    out.push(readiness("master", master.as_ref(), 1));
-    let workers = cluster
-        .get("apps/v1", "StatefulSet", &spec.worker_name())
-        .await?;
-    out.push(readiness("workers", workers.as_ref(), spec.workers as i64));
+    let name = spec.master_name();
+    let master = cluster.get::<Deployment>(&name).await?;
+    out.push(readiness(Role::Master, name, master.as_ref(), Some(1)));
+    let name = spec.worker_name();
+    let workers = cluster.get::<StatefulSet>(&name).await?;
+    let wanted = i32::try_from(spec.workers).unwrap_or(i32::MAX);
+    out.push(readiness(
+        Role::Worker,
+        name,
+        workers.as_ref(),
+        Some(wanted),
+    ));
     Ok(out)
 }
 
@@ -171,7 +223,7 @@ fn summary(states: &[Readiness]) -> String {
         .map(|s| {
             format!(
                 "{} {}/{}{}",
-                s.component,
+                s.label(),
                 s.ready,
                 s.wanted,
                 if s.done() { " ✓" } else { "" }
@@ -218,7 +270,7 @@ pub async fn wait_ready(
             let missing: Vec<String> = states
                 .iter()
                 .filter(|s| !s.done())
-                .map(|s| format!("{} ({}/{} ready)", s.component, s.ready, s.wanted))
+                .map(|s| format!("{} ({}/{} ready)", s.label(), s.ready, s.wanted))
                 .collect();
             anyhow::bail!(
                 "timed out after {}s waiting for {}\n  hint: `kubectl buildbot status {} -n {}` shows why",
@@ -230,17 +282,6 @@ pub async fn wait_ready(
         }
         tokio::time::sleep(interval).await;
     }
-}
-
-/// kubectl-style result lines (`secret/bb-workers configured`).
-pub fn result_lines(objects: &[Value], suffix: &str) -> String {
-    objects
-        .iter()
-        .map(|o| {
-            let (_, kind, name) = identity(o);
-            format!("{}/{name} {suffix}\n", kind.to_ascii_lowercase())
-        })
-        .collect()
 }
 
 /// What to tell the user once Buildbot is up.
@@ -260,16 +301,6 @@ pub fn next_steps(spec: &DeploySpec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn readiness_needs_an_observed_generation() {
-        let stale = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 1, "readyReplicas": 1}});
-        assert_eq!(readiness("master", Some(&stale), 1).ready, 0);
-        let fresh = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 2, "readyReplicas": 1}});
-        assert!(readiness("master", Some(&fresh), 1).done());
-        assert!(!readiness("master", None, 1).done());
-    }
 
     #[test]
     fn redeploy_keeps_passwords_and_worker_count_unless_told() {

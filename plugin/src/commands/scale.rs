@@ -1,20 +1,94 @@
 //! `scale`: by hand (draining the workers that go), or automatically on CPU (an HPA) or on
 //! Buildbot's own queue (a KEDA ScaledObject).
 
-use std::collections::BTreeMap;
 use std::io::Write;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::Value;
 
+use crate::buildbot_api::BuildbotApi;
+use crate::cli::{Cli, DryRun, ScaleArgs};
 use crate::cluster::{Cluster, ClusterError};
-use crate::commands::status::rest_path;
 use crate::deploy::spec::DeploySpec;
-use crate::scale::{self, ScaleError};
+use crate::frontend;
+use crate::scaling::{self, ScaleError};
+
+/// `kubectl buildbot scale`: `--workers N`, `--auto` on CPU, or `--auto --queue`.
+pub async fn run(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
+    let print = |objects: &[Value], suffix: &str| {
+        frontend::print_objects(objects, args.output, suffix);
+    };
+    let max = args.max.unwrap_or(0);
+    if args.dry_run == DryRun::Client {
+        let spec = DeploySpec::new(&args.name, &frontend::offline_namespace(cli).await);
+        if args.auto {
+            // The slots are only known on the cluster; the rest can be checked here.
+            scaling::check_bounds(&spec, args.min, max, u32::MAX, args.queue)?;
+        }
+        let object = match args.workers {
+            Some(n) => scaling::scale_object(&spec, n),
+            None if args.queue => {
+                scaling::scaled_object(&spec, args.min, max, args.builds_per_worker)
+            }
+            None => scaling::hpa(&spec, args.min, max, args.cpu),
+        };
+        print(&[object], "configured (dry run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cluster = frontend::connect(cli).await?;
+    let spec = DeploySpec::new(&args.name, &cluster.namespace);
+    let server_dry_run = args.dry_run == DryRun::Server;
+    let suffix = if server_dry_run {
+        "configured (server dry run)"
+    } else {
+        "configured"
+    };
+    match args.workers {
+        Some(n) if server_dry_run => {
+            cluster
+                .scale("apps/v1", "StatefulSet", &spec.worker_name(), n, true)
+                .await?;
+            print(&[scaling::scale_object(&spec, n)], suffix);
+        }
+        Some(n) => {
+            scale_to(
+                &cluster,
+                &spec,
+                n,
+                args.timeout,
+                Duration::from_secs(5),
+                &mut std::io::stderr(),
+            )
+            .await?;
+        }
+        None if args.queue => {
+            let applied = autoscale_queue(
+                &cluster,
+                &spec,
+                args.min,
+                max,
+                args.builds_per_worker,
+                server_dry_run,
+            )
+            .await?;
+            print(&[applied], suffix);
+        }
+        None => {
+            let applied =
+                autoscale_cpu(&cluster, &spec, args.min, max, args.cpu, server_dry_run).await?;
+            print(&[applied], suffix);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// What the worker StatefulSet looks like now.
 pub struct Workers {
-    pub statefulset: Value,
+    pub statefulset: StatefulSet,
     pub replicas: u32,
     /// Worker slots declared in master.cfg: deploy writes one password per slot.
     pub slots: u32,
@@ -22,10 +96,7 @@ pub struct Workers {
 
 /// Reads the worker StatefulSet and its slots.
 pub async fn workers(cluster: &Cluster, spec: &DeploySpec) -> anyhow::Result<Workers> {
-    let Some(statefulset) = cluster
-        .get("apps/v1", "StatefulSet", &spec.worker_name())
-        .await?
-    else {
+    let Some(statefulset) = cluster.get::<StatefulSet>(&spec.worker_name()).await? else {
         return Err(ScaleError::NotDeployed(
             spec.worker_name(),
             cluster.namespace.clone(),
@@ -33,14 +104,15 @@ pub async fn workers(cluster: &Cluster, spec: &DeploySpec) -> anyhow::Result<Wor
         )
         .into());
     };
-    let replicas = statefulset["spec"]["replicas"].as_u64().unwrap_or(1) as u32;
-    let secret = cluster
-        .get("v1", "Secret", &spec.worker_secret_name())
-        .await?;
-    let slots = secret
+    let replicas = statefulset
+        .spec
         .as_ref()
-        .and_then(|s| s["data"].as_object())
-        .map_or(0, |d| d.len() as u32);
+        .and_then(|s| s.replicas)
+        .map_or(1, |r| u32::try_from(r).unwrap_or(0));
+    let secret = cluster.get::<Secret>(&spec.worker_secret_name()).await?;
+    let slots = secret
+        .and_then(|s| s.data)
+        .map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
     Ok(Workers {
         statefulset,
         replicas,
@@ -54,11 +126,7 @@ pub async fn autoscaler(
     spec: &DeploySpec,
 ) -> Result<Option<String>, ClusterError> {
     if cluster
-        .get(
-            "autoscaling/v2",
-            "HorizontalPodAutoscaler",
-            &spec.worker_name(),
-        )
+        .get::<HorizontalPodAutoscaler>(&spec.worker_name())
         .await?
         .is_some()
     {
@@ -66,9 +134,8 @@ pub async fn autoscaler(
     }
     if keda_installed(cluster).await?
         && cluster
-            .get("keda.sh/v1alpha1", "ScaledObject", &spec.worker_name())
+            .exists("keda.sh/v1alpha1", "ScaledObject", &spec.worker_name())
             .await?
-            .is_some()
     {
         return Ok(Some(format!("scaledobject/{}", spec.worker_name())));
     }
@@ -87,60 +154,15 @@ pub async fn keda_installed(cluster: &Cluster) -> Result<bool, ClusterError> {
     }
 }
 
-/// A worker control action (`pause`, `unpause`, `stop`) through the service proxy.
-async fn control(
-    cluster: &Cluster,
-    spec: &DeploySpec,
-    worker: &str,
-    method: &str,
-) -> Result<(), ClusterError> {
-    // Buildbot's pattern /workers/i:name: the name is the path segment itself.
-    let path = rest_path(spec, &cluster.namespace, &format!("workers/{worker}"));
-    let body = json!({"jsonrpc": "2.0", "method": method, "id": 1, "params": {"reason": "kubectl buildbot scale"}});
-    cluster
-        .post_json(&path, &body, "Buildbot worker control")
-        .await
-        .map(|_| ())
-}
-
 /// The builds running on each of `workers` now: worker name → ["hello #12", ...].
 pub async fn running_builds(
     cluster: &Cluster,
     spec: &DeploySpec,
     workers: &[String],
-) -> Result<BTreeMap<String, Vec<String>>, ClusterError> {
-    let get = |endpoint: &'static str| {
-        let path = rest_path(spec, &cluster.namespace, endpoint);
-        async move {
-            let text = cluster.get_text(&path, "Buildbot REST API").await?;
-            Ok::<Value, ClusterError>(serde_json::from_str(&text).unwrap_or(Value::Null))
-        }
-    };
-    let (all_workers, builds, builders) = (
-        get("workers").await?,
-        get("builds?complete=false").await?,
-        get("builders").await?,
-    );
-    let name_by = |list: &Value, key: &str, id: &Value| {
-        list.as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| &x[key] == id)
-            .and_then(|x| x["name"].as_str())
-            .unwrap_or("?")
-            .to_string()
-    };
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for b in builds["builds"].as_array().into_iter().flatten() {
-        let worker = name_by(&all_workers["workers"], "workerid", &b["workerid"]);
-        if workers.contains(&worker) {
-            let builder = name_by(&builders["builders"], "builderid", &b["builderid"]);
-            out.entry(worker)
-                .or_default()
-                .push(format!("{builder} #{}", b["number"]));
-        }
-    }
-    Ok(out)
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, ClusterError> {
+    BuildbotApi::new(cluster, spec)
+        .running_builds_on(workers)
+        .await
 }
 
 /// Scales the workers to `target` by hand. Scaling down pauses the workers that will go
@@ -156,14 +178,15 @@ pub async fn scale_to(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let current = workers(cluster, spec).await?;
+    let buildbot = BuildbotApi::new(cluster, spec);
     if let Some(owner) = autoscaler(cluster, spec).await? {
         return Err(ScaleError::Autoscaled(owner).into());
     }
-    scale::check_slots(spec, target, current.slots)?;
-    let leaving = scale::leaving(spec, current.replicas, target);
+    scaling::check_slots(spec, target, current.slots)?;
+    let leaving = scaling::leaving(spec, current.replicas, target);
     if !leaving.is_empty() {
         for w in &leaving {
-            control(cluster, spec, w, "pause").await?;
+            buildbot.control(w, "pause").await?;
         }
         writeln!(
             out,
@@ -173,7 +196,7 @@ pub async fn scale_to(
         let started = Instant::now();
         let mut last = String::new();
         loop {
-            let running = running_builds(cluster, spec, &leaving).await?;
+            let running = buildbot.running_builds_on(&leaving).await?;
             if running.is_empty() {
                 break;
             }
@@ -188,7 +211,7 @@ pub async fn scale_to(
             }
             if started.elapsed() >= timeout {
                 for w in &leaving {
-                    let _ = control(cluster, spec, w, "unpause").await;
+                    let _ = buildbot.control(w, "unpause").await;
                 }
                 anyhow::bail!(
                     "timed out after {}s; still running: {line}. Nothing was scaled and the workers were unpaused: \
@@ -222,9 +245,9 @@ pub async fn autoscale_cpu(
     dry_run: bool,
 ) -> anyhow::Result<Value> {
     let current = workers(cluster, spec).await?;
-    scale::check_bounds(spec, min, max, current.slots, false)?;
-    scale::check_cpu_requests(&current.statefulset)?;
-    let hpa = scale::hpa(spec, min, max, cpu);
+    scaling::check_bounds(spec, min, max, current.slots, false)?;
+    scaling::check_cpu_requests(&current.statefulset)?;
+    let hpa = scaling::hpa(spec, min, max, cpu);
     let applied = cluster.apply(&hpa, dry_run).await?;
     if !dry_run && keda_installed(cluster).await? {
         cluster
@@ -252,8 +275,8 @@ pub async fn autoscale_queue(
         return Err(ScaleError::NoKeda.into());
     }
     let current = workers(cluster, spec).await?;
-    scale::check_bounds(spec, min, max, current.slots, true)?;
-    let object = scale::scaled_object(spec, min, max, per_worker);
+    scaling::check_bounds(spec, min, max, current.slots, true)?;
+    let object = scaling::scaled_object(spec, min, max, per_worker);
     let applied = cluster.apply(&object, dry_run).await?;
     if !dry_run {
         cluster

@@ -6,6 +6,7 @@
 //! without the webhook gets exactly what the webhook would add.
 
 use base64::Engine as _;
+use buildbot_policy::Role;
 use serde_json::{json, Value};
 
 use super::master_cfg;
@@ -62,8 +63,8 @@ fn fnv1a(text: &str) -> String {
     format!("{hash:016x}")
 }
 
-fn metadata(spec: &DeploySpec, name: String, component: &str) -> Value {
-    json!({"name": name, "namespace": spec.namespace, "labels": spec.labels(component)})
+fn metadata(spec: &DeploySpec, name: String, role: Role) -> Value {
+    json!({"name": name, "namespace": spec.namespace, "labels": spec.labels(role)})
 }
 
 fn secret_objects(spec: &DeploySpec, secrets: &Secrets) -> Vec<Value> {
@@ -75,18 +76,18 @@ fn secret_objects(spec: &DeploySpec, secrets: &Secrets) -> Vec<Value> {
         .collect();
     out.push(json!({
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-        "metadata": metadata(spec, spec.worker_secret_name(), "worker"),
+        "metadata": metadata(spec, spec.worker_secret_name(), Role::Worker),
         "data": workers,
     }));
     match &spec.database {
         Database::Bundled { .. } => out.push(json!({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": metadata(spec, spec.postgres_name(), "database"),
+            "metadata": metadata(spec, spec.postgres_name(), Role::Database),
             "data": {"password": b64(secrets.postgres.as_deref().unwrap_or_default())},
         })),
         Database::ExternalUrl(url) => out.push(json!({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": metadata(spec, spec.database_secret_name(), "database"),
+            "metadata": metadata(spec, spec.database_secret_name(), Role::Database),
             "data": {"url": b64(url)},
         })),
         Database::ExternalSecret { .. } => {}
@@ -102,7 +103,7 @@ fn config_map(spec: &DeploySpec) -> Option<Value> {
     };
     Some(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": metadata(spec, spec.config_name(), "master"),
+        "metadata": metadata(spec, spec.config_name(), Role::Master),
         "data": {"master.cfg": text, "buildbot.tac": master_cfg::MASTER_TAC},
     }))
 }
@@ -110,10 +111,10 @@ fn config_map(spec: &DeploySpec) -> Option<Value> {
 fn master_service(spec: &DeploySpec) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": metadata(spec, spec.master_name(), "master"),
+        "metadata": metadata(spec, spec.master_name(), Role::Master),
         "spec": {
             "type": "ClusterIP",
-            "selector": spec.selector("master"),
+            "selector": spec.selector(Role::Master),
             "ports": [
                 {"name": "http", "port": WEB_PORT, "targetPort": "http", "protocol": "TCP"},
                 {"name": "pb", "port": WORKER_PORT, "targetPort": "pb", "protocol": "TCP"},
@@ -126,51 +127,50 @@ fn worker_service(spec: &DeploySpec) -> Value {
     // The StatefulSet's governing Service: stable DNS names for the worker pods.
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": metadata(spec, spec.worker_name(), "worker"),
-        "spec": {"clusterIP": "None", "selector": spec.selector("worker")},
+        "metadata": metadata(spec, spec.worker_name(), Role::Worker),
+        "spec": {"clusterIP": "None", "selector": spec.selector(Role::Worker)},
     })
 }
 
 fn postgres_service(spec: &DeploySpec) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": metadata(spec, spec.postgres_name(), "database"),
+        "metadata": metadata(spec, spec.postgres_name(), Role::Database),
         "spec": {
             "clusterIP": "None",
-            "selector": spec.selector("database"),
+            "selector": spec.selector(Role::Database),
             "ports": [{"name": "postgres", "port": POSTGRES_PORT, "targetPort": "postgres", "protocol": "TCP"}],
         },
     })
 }
 
 fn network_policies(spec: &DeploySpec) -> Vec<Value> {
-    let np = |name: String, component: &str, ingress: Value| {
+    let np = |name: String, role: Role, ingress: Value| {
         json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": metadata(spec, name, component),
-            "spec": {"podSelector": {"matchLabels": spec.selector(component)}, "policyTypes": ["Ingress"], "ingress": ingress},
+            "metadata": metadata(spec, name, role),
+            "spec": {"podSelector": {"matchLabels": spec.selector(role)}, "policyTypes": ["Ingress"], "ingress": ingress},
         })
     };
-    let from =
-        |component: &str| json!([{"podSelector": {"matchLabels": spec.selector(component)}}]);
+    let from = |role: Role| json!([{"podSelector": {"matchLabels": spec.selector(role)}}]);
     let mut out = vec![
         // Workers reach 9989; the web UI (and the workers' preStop hook) reach 8080.
         np(
             format!("{}-master", spec.name),
-            "master",
+            Role::Master,
             json!([
-                {"from": from("worker"), "ports": [{"protocol": "TCP", "port": WORKER_PORT}]},
+                {"from": from(Role::Worker), "ports": [{"protocol": "TCP", "port": WORKER_PORT}]},
                 {"ports": [{"protocol": "TCP", "port": WEB_PORT}]},
             ]),
         ),
         // Nothing needs to connect to a worker.
-        np(format!("{}-worker", spec.name), "worker", json!([])),
+        np(format!("{}-worker", spec.name), Role::Worker, json!([])),
     ];
     if matches!(spec.database, Database::Bundled { .. }) {
         out.push(np(
             format!("{}-postgres", spec.name),
-            "database",
-            json!([{"from": from("master"), "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]}]),
+            Role::Database,
+            json!([{"from": from(Role::Master), "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]}]),
         ));
     }
     out
@@ -188,7 +188,7 @@ fn claim_spec(spec: &DeploySpec, size: &str) -> Value {
 fn master_claim(spec: &DeploySpec) -> Value {
     json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": metadata(spec, spec.master_claim_name(), "master"),
+        "metadata": metadata(spec, spec.master_claim_name(), Role::Master),
         "spec": claim_spec(spec, &spec.master_storage),
     })
 }
@@ -226,13 +226,13 @@ fn postgres(spec: &DeploySpec, image: &str, storage: &str) -> Value {
     };
     json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": metadata(spec, spec.postgres_name(), "database"),
+        "metadata": metadata(spec, spec.postgres_name(), Role::Database),
         "spec": {
             "serviceName": spec.postgres_name(),
             "replicas": 1,
-            "selector": {"matchLabels": spec.selector("database")},
+            "selector": {"matchLabels": spec.selector(Role::Database)},
             "template": {
-                "metadata": {"labels": spec.labels("database")},
+                "metadata": {"labels": spec.labels(Role::Database)},
                 "spec": with(pod_spec_common(), json!({
                     "containers": [{
                         "name": "postgres",
@@ -253,7 +253,7 @@ fn postgres(spec: &DeploySpec, image: &str, storage: &str) -> Value {
                 })),
             },
             "volumeClaimTemplates": [{
-                "metadata": {"name": "data", "labels": spec.labels("database")},
+                "metadata": {"name": "data", "labels": spec.labels(Role::Database)},
                 "spec": claim_spec(spec, storage),
             }],
         },
@@ -308,7 +308,7 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
         volumes.push(json!({"name": "config", "configMap": {"name": spec.config_name()}}));
     }
     let http_probe = |period: u32, failures: u32| json!({"httpGet": {"path": "/", "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5});
-    let mut template_meta = json!({"labels": spec.labels("master")});
+    let mut template_meta = json!({"labels": spec.labels(Role::Master)});
     if let Some(sum) = checksum {
         template_meta["annotations"] = json!({CONFIG_CHECKSUM: sum});
     }
@@ -339,12 +339,12 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
     main["livenessProbe"] = http_probe(20, 6);
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": metadata(spec, spec.master_name(), "master"),
+        "metadata": metadata(spec, spec.master_name(), Role::Master),
         "spec": {
             "replicas": 1,
             // One master owns the basedir and the claim: never two at once.
             "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": spec.selector("master")},
+            "selector": {"matchLabels": spec.selector(Role::Master)},
             "template": {
                 "metadata": template_meta,
                 "spec": with(pod_spec_common(), json!({
@@ -368,14 +368,14 @@ fn workers(spec: &DeploySpec) -> Value {
     );
     json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": metadata(spec, spec.worker_name(), "worker"),
+        "metadata": metadata(spec, spec.worker_name(), Role::Worker),
         "spec": {
             "serviceName": spec.worker_name(),
             "replicas": spec.workers,
             "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": spec.selector("worker")},
+            "selector": {"matchLabels": spec.selector(Role::Worker)},
             "template": {
-                "metadata": {"labels": spec.labels("worker")},
+                "metadata": {"labels": spec.labels(Role::Worker)},
                 "spec": with(pod_spec_common(), json!({
                     "containers": [{
                         "name": "worker",
@@ -489,8 +489,7 @@ mod tests {
         let objs = objects(&DeploySpec::new("bb", "ci"));
         for o in &objs {
             let again =
-                preview_object(o.clone(), &buildbot_webhook::policy::Policy::default(), "t")
-                    .unwrap();
+                preview_object(o.clone(), &buildbot_policy::Policy::default(), "t").unwrap();
             assert!(!again.changed(), "{} changed again", again.id);
         }
     }

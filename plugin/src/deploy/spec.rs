@@ -1,7 +1,7 @@
 //! What `kubectl buildbot deploy` builds: the user's choices, validated, and every name
 //! derived from the installation name in one place.
 
-use buildbot_webhook::policy::Policy;
+use buildbot_policy::{Policy, Role};
 
 /// The Buildbot version the default images and the tests use.
 pub const BUILDBOT_VERSION: &str = "v4.3.0";
@@ -124,7 +124,7 @@ impl DeploySpec {
             sizes.push(("--database-storage", storage));
         }
         for (flag, value) in sizes {
-            if buildbot_webhook::policy::quantity::parse(value).is_none_or(|v| v <= 0.0) {
+            if buildbot_policy::quantity::parse(value).is_none_or(|v| v <= 0.0) {
                 return Err(SpecError::Quantity {
                     flag,
                     value: value.clone(),
@@ -172,23 +172,23 @@ impl DeploySpec {
         format!("http://{}:{WEB_PORT}/", self.master_name())
     }
 
-    /// Labels every object carries; `component` picks out the role.
-    pub fn labels(&self, component: &str) -> serde_json::Value {
+    /// Labels every object carries; `role` picks out the component.
+    pub fn labels(&self, role: Role) -> serde_json::Value {
         serde_json::json!({
             "app.kubernetes.io/name": "buildbot",
             "app.kubernetes.io/instance": self.name,
-            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/component": role.component(),
             "app.kubernetes.io/part-of": "buildbot",
             "app.kubernetes.io/managed-by": FIELD_MANAGER,
         })
     }
 
     /// The selector that picks a component's pods (a subset of `labels`).
-    pub fn selector(&self, component: &str) -> serde_json::Value {
+    pub fn selector(&self, role: Role) -> serde_json::Value {
         serde_json::json!({
             "app.kubernetes.io/name": "buildbot",
             "app.kubernetes.io/instance": self.name,
-            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/component": role.component(),
         })
     }
 

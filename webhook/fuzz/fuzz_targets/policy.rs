@@ -2,7 +2,7 @@
 //! to its own output gives an empty patch.
 #![no_main]
 
-use buildbot_webhook::policy::{evaluate_json, Policy};
+use buildbot_policy::{evaluate_json, Policy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

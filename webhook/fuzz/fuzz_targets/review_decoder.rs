@@ -3,7 +3,7 @@
 #![no_main]
 
 use base64::Engine as _;
-use buildbot_webhook::policy::Policy;
+use buildbot_policy::Policy;
 use buildbot_webhook::review::review;
 use libfuzzer_sys::fuzz_target;
 

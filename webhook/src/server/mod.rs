@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
-use crate::policy::Policy;
 use crate::review::{review, Outcome};
+use buildbot_policy::Policy;
 use tls::{CertReloader, TlsError};
 
 /// The API server's own limit on a request body.

@@ -70,7 +70,7 @@ pub(super) fn apply_fs_group(ctx: &mut Ctx) {
     }
     if ctx.role != Role::Database && ctx.containers.contains(&Some(Role::Database)) {
         ctx.warnings.push(format!(
-            "kubectl-buildbot: the database shares this pod, its volumes get group {gid} too; run PostgreSQL in its own pod"
+            "the database shares this pod, its volumes get group {gid} too; run PostgreSQL in its own pod"
         ));
     }
 }
@@ -105,9 +105,8 @@ struct Target {
 }
 
 pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
-    let spec = match ctx.pod.spec.as_ref() {
-        Some(s) => s,
-        None => return,
+    let Some(spec) = ctx.pod.spec.as_ref() else {
+        return;
     };
     if spec
         .init_containers
@@ -153,7 +152,7 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
                         (t.owner, t.role, t.seen_in) = (owner, role, c.name.clone());
                     }
                     ctx.warnings.push(format!(
-                        "kubectl-buildbot: volume {:?} is mounted by {first:?} as {}:{} and by {:?} as {}:{}; it is given to {}:{}",
+                        "volume {:?} is mounted by {first:?} as {}:{} and by {:?} as {}:{}; it is given to {}:{}",
                         m.name, first_owner.uid, first_owner.gid, c.name, owner.uid, owner.gid, t.owner.uid, t.owner.gid
                     ));
                 }
@@ -174,7 +173,7 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
     }
     if pod_sc(ctx).is_some_and(|s| s.run_as_non_root == Some(true)) {
         ctx.warnings.push(
-            "kubectl-buildbot: runAsNonRoot forbids the init chown; make sure hostPath volumes are owned by the Buildbot user"
+            "runAsNonRoot forbids the init chown; make sure hostPath volumes are owned by the Buildbot user"
                 .into(),
         );
         return;
@@ -209,7 +208,7 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
 fn init_container(ctx: &Ctx, targets: &[Target]) -> Value {
     let mut script = String::from(
         "set -eu\nfix() {\n  if [ \"$(stat -c %u:%g \"$1\")\" != \"$2:$3\" ]; then\n    \
-         echo \"kubectl-buildbot: chown -R $2:$3 $1\"\n    chown -R \"$2:$3\" \"$1\"\n  fi\n  \
+         echo \"chown -R $2:$3 $1\"\n    chown -R \"$2:$3\" \"$1\"\n  fi\n  \
          if [ -n \"$4\" ]; then chmod \"$4\" \"$1\"; fi\n}\n",
     );
     let mut mounts = Vec::new();

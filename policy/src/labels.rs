@@ -17,7 +17,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
     {
         // Marking the pod as Buildbot's would make that label decide its role next time.
         ctx.warnings.push(format!(
-            "kubectl-buildbot: app.kubernetes.io/component={other} disagrees with the {} role found; labels left alone",
+            "app.kubernetes.io/component={other} disagrees with the {} role found; labels left alone",
             ctx.role
         ));
         return;

@@ -26,7 +26,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
             let value = capped(default, limits, name);
             if value != *default {
                 ctx.warnings.push(format!(
-                    "kubectl-buildbot: container {:?} {name} limit {value} is below the default request {default}; requested {value}",
+                    "container {:?} {name} limit {value} is below the default request {default}; requested {value}",
                     container.name
                 ));
             }

@@ -51,7 +51,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
         }
     } else if let Some(current) = current.filter(|&c| c < wanted) {
         ctx.warnings.push(format!(
-            "kubectl-buildbot: terminationGracePeriodSeconds={current} kept; a build running longer is killed on scale-down"
+            "terminationGracePeriodSeconds={current} kept; a build running longer is killed on scale-down"
         ));
     }
 
@@ -66,7 +66,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
             .is_some_and(|l| l.pre_stop.is_some());
         if has_pre_stop {
             ctx.warnings.push(format!(
-                "kubectl-buildbot: container {:?} keeps its own preStop hook; it must drain the worker or builds are lost",
+                "container {:?} keeps its own preStop hook; it must drain the worker or builds are lost",
                 container.name
             ));
             continue;

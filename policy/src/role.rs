@@ -36,6 +36,14 @@ impl Role {
     }
 }
 
+/// Serialised as its component label value (`master`, `worker`, `database`), so that JSON
+/// output and labels spell a role the same way.
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.component())
+    }
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.component())

@@ -43,6 +43,18 @@ pub enum PolicyError {
     /// The YAML parsed but a value is out of range.
     #[error("invalid policy: {0}")]
     Invalid(String),
+    /// A policy file that could not be read.
+    #[error("cannot read policy file {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// A policy file that was read but is not a valid policy.
+    #[error("policy file {}: {source}", path.display())]
+    File {
+        path: std::path::PathBuf,
+        source: Box<PolicyError>,
+    },
 }
 
 impl Policy {
@@ -55,6 +67,18 @@ impl Policy {
         };
         policy.validate()?;
         Ok(policy)
+    }
+
+    /// Reads a policy file (the webhook's `--config`, the plugin's `--policy`/`--config`).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_yaml(&text).map_err(|e| PolicyError::File {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// The policy as YAML, every field spelled out.

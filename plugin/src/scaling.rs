@@ -6,6 +6,8 @@
 //! their builds before lowering the replicas, and the autoscalers remove at most one pod per
 //! five minutes after ten quiet minutes.
 
+use buildbot_policy::Role;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use serde_json::{json, Value};
 
 use crate::deploy::spec::{DeploySpec, WEB_PORT};
@@ -55,7 +57,7 @@ fn target_ref(spec: &DeploySpec) -> Value {
 }
 
 fn metadata(spec: &DeploySpec) -> Value {
-    json!({"name": spec.worker_name(), "namespace": spec.namespace, "labels": spec.labels("worker")})
+    json!({"name": spec.worker_name(), "namespace": spec.namespace, "labels": spec.labels(Role::Worker)})
 }
 
 /// Checks `--min`/`--max` against each other and the declared slots.
@@ -167,15 +169,17 @@ pub fn leaving(spec: &DeploySpec, current: u32, target: u32) -> Vec<String> {
 }
 
 /// Every container of the worker pod template has a CPU request.
-pub fn check_cpu_requests(statefulset: &Value) -> Result<(), ScaleError> {
-    for c in statefulset["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if c["resources"]["requests"]["cpu"].is_null() {
+pub fn check_cpu_requests(statefulset: &StatefulSet) -> Result<(), ScaleError> {
+    let containers = statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map_or(&[][..], |p| p.containers.as_slice());
+    for c in containers {
+        let requests = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+        if !requests.is_some_and(|r| r.contains_key("cpu")) {
             return Err(ScaleError::NoCpuRequest {
-                container: c["name"].as_str().unwrap_or("?").into(),
+                container: c.name.clone(),
             });
         }
     }
@@ -249,9 +253,11 @@ mod tests {
     #[test]
     fn cpu_requests_are_required_on_every_container() {
         let ok = json!({"spec": {"template": {"spec": {"containers": [{"name": "w", "resources": {"requests": {"cpu": "500m"}}}]}}}});
-        check_cpu_requests(&ok).unwrap();
+        check_cpu_requests(&serde_json::from_value(ok).unwrap()).unwrap();
         let seed = json!({"spec": {"template": {"spec": {"containers": [{"name": "worker", "image": "buildbot/buildbot-worker"}]}}}});
-        let e = check_cpu_requests(&seed).unwrap_err().to_string();
+        let e = check_cpu_requests(&serde_json::from_value(seed).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("\"worker\"") && e.contains("buildbot-webhook"),
             "{e}"

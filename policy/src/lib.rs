@@ -1,12 +1,18 @@
-//! The policy engine: what a correct Buildbot pod looks like.
+//! The Buildbot pod policy: what a correct Buildbot pod looks like, as pure functions.
 //!
 //! [`evaluate`] is pure: given a pod and a [`Policy`], it returns the RFC 6902 patch that makes
 //! the pod correct, what it changed and why, and warnings for what it could not fix. It only
 //! ever adds what is absent (never changes a value the user set), and applying it to its own
 //! output yields an empty patch. The webhook, `kubectl-buildbot preview` and `deploy` all call
-//! this one function.
+//! this one function; this crate does no I/O and has no server or client in its dependencies.
+//!
+//! - [`Policy`] and its parts (module `config`): every default, and the policy file.
+//! - One module per rule: `labels`, `permissions` (fsGroup, init chown), `resources`,
+//!   `graceful` (termination grace, the preStop drain); `role` recognises a pod's role.
+//! - [`quantity`] and [`duration`]: Kubernetes quantities and kubectl-style durations.
 
 mod config;
+pub mod duration;
 mod graceful;
 mod labels;
 mod patch;
@@ -172,11 +178,9 @@ fn evaluate_with_doc(
         Recognised::UnknownRole => {
             return Evaluation::skipped(
                 Skipped::UnknownRole,
-                vec![
-                    "kubectl-buildbot: pod is labelled as Buildbot but its role is unknown; \
+                vec!["pod is labelled as Buildbot but its role is unknown; \
                       set app.kubernetes.io/component to master, worker or database"
-                        .into(),
-                ],
+                    .into()],
             )
         }
         Recognised::Buildbot {
@@ -230,5 +234,7 @@ pub(crate) fn containers(pod: &Pod) -> &[k8s_openapi::api::core::v1::Container] 
         .unwrap_or(&[])
 }
 
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

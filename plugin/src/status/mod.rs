@@ -1,0 +1,334 @@
+//! What `status` shows, pure: the installation's workloads, pods and claims as read from the
+//! cluster, Buildbot's own view, and hints. The reading is in `commands::status`.
+//!
+//! - this module: the output types and [`assemble`];
+//! - [`hints`]: the diagnosis rules (what is wrong and what to do);
+//! - [`table`]: the table for a terminal.
+
+pub mod hints;
+pub mod table;
+
+use buildbot_policy::Role;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use serde::Serialize;
+
+use crate::buildbot_api::{RunningBuild, Snapshot};
+use crate::deploy::spec::DeploySpec;
+use crate::readiness::{readiness, Readiness};
+
+pub use table::render_table;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PodState {
+    pub name: String,
+    /// The pod's `app.kubernetes.io/component`, when it names a role.
+    pub component: Option<Role>,
+    pub phase: String,
+    pub ready: bool,
+    pub restarts: i32,
+    /// Why a container is waiting or the pod is pending (CrashLoopBackOff, Unschedulable...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The container the reason is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Claim {
+    pub name: String,
+    pub phase: String,
+}
+
+/// Buildbot's view, from its REST API.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Buildbot {
+    pub workers_configured: Vec<String>,
+    pub workers_connected: Vec<String>,
+    pub builds_running: Vec<RunningBuild>,
+    pub build_requests_queued: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Status {
+    pub name: String,
+    pub namespace: String,
+    pub healthy: bool,
+    pub components: Vec<Readiness>,
+    pub pods: Vec<PodState>,
+    pub claims: Vec<Claim>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buildbot: Option<Buildbot>,
+    pub hints: Vec<String>,
+}
+
+/// What `commands::status::collect` read from the cluster, for the pure assembly.
+#[derive(Debug)]
+pub struct Observed {
+    pub database: Option<StatefulSet>,
+    pub master: Option<Deployment>,
+    pub workers: Option<StatefulSet>,
+    pub pods: Vec<Pod>,
+    pub claims: Vec<PersistentVolumeClaim>,
+    /// Buildbot's REST answers, or why they could not be had.
+    pub rest: Result<Snapshot, String>,
+    /// Last log lines of crash-looping containers, by pod name.
+    pub logs: Vec<(String, String)>,
+}
+
+impl Default for Observed {
+    fn default() -> Self {
+        Self {
+            database: None,
+            master: None,
+            workers: None,
+            pods: Vec::new(),
+            claims: Vec::new(),
+            rest: Err("not asked".into()),
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// A pod's state, and why it is not running when it is not.
+pub fn pod_state(pod: &Pod) -> PodState {
+    let status = pod.status.clone().unwrap_or_default();
+    let statuses: Vec<_> = status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten()
+        .collect();
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let waiting = statuses.iter().find_map(|c| {
+        let w = c.state.as_ref()?.waiting.as_ref()?;
+        w.reason.as_ref()?;
+        Some((c, w))
+    });
+    let unschedulable = conditions
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    let (reason, message, container) = match (waiting, unschedulable) {
+        (Some((c, w)), _) => (w.reason.clone(), w.message.clone(), Some(c.name.clone())),
+        (None, Some(c)) => (c.reason.clone(), c.message.clone(), None),
+        _ => (None, None, None),
+    };
+    PodState {
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        component: pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app.kubernetes.io/component"))
+            .and_then(|c| Role::parse(c)),
+        phase: status.phase.unwrap_or_else(|| "Unknown".into()),
+        ready: conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True"),
+        restarts: statuses.iter().map(|c| c.restart_count).sum(),
+        reason,
+        message,
+        container,
+    }
+}
+
+fn buildbot(rest: &Snapshot) -> Buildbot {
+    Buildbot {
+        workers_configured: rest.workers_configured(),
+        workers_connected: rest.workers_connected(),
+        builds_running: rest.running_builds(),
+        build_requests_queued: rest.build_requests_queued(),
+    }
+}
+
+/// Puts what was observed together, with hints. Pure.
+pub fn assemble(spec: &DeploySpec, observed: Observed) -> Status {
+    let mut components = Vec::new();
+    if observed.database.is_some() {
+        components.push(readiness(
+            Role::Database,
+            spec.postgres_name(),
+            observed.database.as_ref(),
+            None,
+        ));
+    }
+    components.push(readiness(
+        Role::Master,
+        spec.master_name(),
+        observed.master.as_ref(),
+        None,
+    ));
+    components.push(readiness(
+        Role::Worker,
+        spec.worker_name(),
+        observed.workers.as_ref(),
+        None,
+    ));
+    let pods: Vec<PodState> = observed.pods.iter().map(pod_state).collect();
+    let claims: Vec<Claim> = observed
+        .claims
+        .iter()
+        .map(|c| Claim {
+            name: c.metadata.name.clone().unwrap_or_default(),
+            phase: c
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Unknown".into()),
+        })
+        .collect();
+    let buildbot = observed.rest.as_ref().ok().map(buildbot);
+    let hints = hints::diagnose(&hints::Facts {
+        spec,
+        components: &components,
+        pods: &pods,
+        claims: &claims,
+        buildbot: buildbot.as_ref(),
+        rest_error: observed.rest.as_ref().err().map(String::as_str),
+        logs: &observed.logs,
+    });
+    let healthy = components.iter().all(Readiness::done) && hints.is_empty();
+    Status {
+        name: spec.name.clone(),
+        namespace: spec.namespace.clone(),
+        healthy,
+        components,
+        pods,
+        claims,
+        buildbot,
+        hints,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn ready<W: serde::de::DeserializeOwned>(replicas: i64) -> W {
+        typed(
+            json!({"spec": {"replicas": replicas, "selector": {}, "template": {}}, "status": {"readyReplicas": replicas}}),
+        )
+    }
+
+    fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn pod(name: &str, component: &str, ready: bool, waiting: Option<&str>) -> Pod {
+        let mut p = json!({"metadata": {"name": name, "labels": {"app.kubernetes.io/component": component}},
+                           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"}}],
+                                      "containerStatuses": [{"name": component, "restartCount": 4, "state": {}}]}});
+        if let Some(w) = waiting {
+            p["status"]["containerStatuses"][0]["state"] =
+                json!({"waiting": {"reason": w, "message": "back-off"}});
+        }
+        typed(p)
+    }
+
+    #[test]
+    fn healthy_installation_has_no_hints() {
+        let spec = DeploySpec::new("bb", "ci");
+        let rest = Snapshot {
+            workers: json!({"workers": [{"workerid": 1, "name": "bb-worker-0", "connected_to": [{"masterid": 1}]}, {"workerid": 2, "name": "bb-worker-1", "connected_to": []}]}),
+            builds: json!({"builds": [{"builderid": 7, "number": 3, "workerid": 1}]}),
+            buildrequests: json!({"buildrequests": [{}, {}]}),
+            builders: json!({"builders": [{"builderid": 7, "name": "hello"}]}),
+        };
+        let s = assemble(
+            &spec,
+            Observed {
+                database: Some(ready(1)),
+                master: Some(ready(1)),
+                workers: Some(ready(1)),
+                pods: vec![pod("bb-worker-0", "worker", true, None)],
+                claims: vec![typed(
+                    json!({"metadata": {"name": "bb-master"}, "status": {"phase": "Bound"}}),
+                )],
+                rest: Ok(rest),
+                logs: vec![],
+            },
+        );
+        assert!(s.healthy, "{:?}", s.hints);
+        let b = s.buildbot.as_ref().unwrap();
+        assert_eq!(b.workers_connected, vec!["bb-worker-0"]);
+        assert_eq!(
+            b.builds_running,
+            vec![RunningBuild {
+                builder: "hello".into(),
+                number: 3,
+                worker: "bb-worker-0".into()
+            }]
+        );
+        assert_eq!(b.build_requests_queued, 2);
+        let table = render_table(&s);
+        assert!(
+            table.contains("master     Deployment   bb                       1/1    Ready"),
+            "{table}"
+        );
+        assert!(
+            table.contains("running: hello #3 on bb-worker-0"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn problems_become_hints_with_log_lines() {
+        let spec = DeploySpec::new("bb", "ci");
+        let s = assemble(
+            &spec,
+            Observed {
+                database: Some(ready(1)),
+                master: Some(typed(
+                    json!({"spec": {"replicas": 1, "selector": {}, "template": {}}, "status": {}}),
+                )),
+                workers: Some(ready(2)),
+                pods: vec![
+                    pod("bb-7d9-x", "master", false, Some("CrashLoopBackOff")),
+                    pod("bb-worker-0", "worker", true, None),
+                    pod("bb-worker-1", "worker", false, Some("ImagePullBackOff")),
+                ],
+                claims: vec![typed(
+                    json!({"metadata": {"name": "bb-master"}, "status": {"phase": "Pending"}}),
+                )],
+                rest: Ok(Snapshot {
+                    workers: json!({"workers": []}),
+                    ..Snapshot::default()
+                }),
+                logs: vec![(
+                    "bb-7d9-x".into(),
+                    "could not translate host name \"db\"".into(),
+                )],
+            },
+        );
+        assert!(!s.healthy);
+        let all = s.hints.join("\n");
+        assert!(
+            all.contains("PersistentVolumeClaim bb-master is Pending"),
+            "{all}"
+        );
+        assert!(all.contains("pod bb-7d9-x container master is crash-looping (4 restarts); its last log lines:\n      could not translate host name"), "{all}");
+        assert!(
+            all.contains("pod bb-worker-1 cannot pull the image of worker"),
+            "{all}"
+        );
+        assert!(
+            all.contains("worker pod bb-worker-0 runs but is not connected"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn nothing_deployed_says_how_to_deploy() {
+        let s = assemble(&DeploySpec::new("bb", "ci"), Observed::default());
+        assert!(!s.healthy);
+        assert!(
+            s.hints[0].contains("kubectl buildbot deploy bb -n ci"),
+            "{:?}",
+            s.hints
+        );
+    }
+}
