@@ -110,8 +110,21 @@ impl Master {
     /// A fresh basedir holding only the ConfigMap's files (`master.cfg`, `buildbot.tac`), as
     /// the pod's volume does; `env` is the master container's environment.
     pub fn create(files: &[(&str, &str)], env: Vec<(String, String)>) -> Self {
+        Self::create_with_web_port(files, env, None)
+    }
+
+    /// As [`Master::create`], with the web UI and REST API on `web_port` when given (the fixed
+    /// ports real setups use, 8080 or 8010), listening on 127.0.0.1 only: other loopback
+    /// addresses then have nothing on that port, for tests of an unreachable master.
+    pub fn create_with_web_port(
+        files: &[(&str, &str)],
+        env: Vec<(String, String)>,
+        web_port: Option<u16>,
+    ) -> Self {
         let basedir = temp_dir("master");
-        let (web_port, pb_port) = (free_port(), free_port());
+        let pb_port = free_port();
+        let fixed = web_port.is_some();
+        let web_port = web_port.unwrap_or_else(free_port);
         let mut env = env;
         env.push(("BUILDBOT_WEB_PORT".into(), web_port.to_string()));
         env.push(("BUILDBOT_WORKER_PORT".into(), pb_port.to_string()));
@@ -120,6 +133,14 @@ impl Master {
             format!("http://127.0.0.1:{web_port}/"),
         ));
         for (name, text) in files {
+            let mut text = (*text).to_string();
+            if fixed && *name == "master.cfg" {
+                // Bind the fixed port on 127.0.0.1 alone (Buildbot takes a strports string
+                // for www's port).
+                text.push_str(
+                    "\nc[\"www\"][\"port\"] = \"tcp:%s:interface=127.0.0.1\" % c[\"www\"][\"port\"]\n",
+                );
+            }
             std::fs::write(basedir.join(name), text).unwrap();
         }
         Self {

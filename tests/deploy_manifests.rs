@@ -318,3 +318,43 @@ fn pods_run_as_non_root_without_privileges() {
         }
     }
 }
+
+/// In a namespace with a ResourceQuota on `requests.cpu` or `requests.memory`, the API server
+/// rejects a pod in which any container, init containers included, has no request.
+#[test]
+fn every_container_deploy_renders_has_cpu_and_memory_requests_init_containers_included() {
+    for (label, spec) in specs() {
+        let mut seen = 0;
+        for obj in rendered(&spec) {
+            let pod = &obj["spec"]["template"]["spec"];
+            for list in ["initContainers", "containers"] {
+                for c in pod[list].as_array().into_iter().flatten() {
+                    seen += 1;
+                    for resource in ["cpu", "memory"] {
+                        assert!(
+                            c["resources"]["requests"][resource].is_string(),
+                            "{label}: {} {list} {:?} has no {resource} request: {}",
+                            obj["metadata"]["name"],
+                            c["name"],
+                            c["resources"]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(seen >= 2, "{label}: containers checked");
+    }
+    // The master's init container is there to be checked, in the default installation.
+    let objs = rendered(&DeploySpec::new("bb", "ci"));
+    let master = objs
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("master");
+    let init = master["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .expect("init containers");
+    assert!(
+        init.iter().any(|c| c["name"] == "upgrade-master"),
+        "{init:?}"
+    );
+}

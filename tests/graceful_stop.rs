@@ -188,3 +188,141 @@ fn pausing_drains_a_worker_for_scale_down_and_unpausing_resumes_it() {
     );
     assert_eq!(second["results"], SUCCESS);
 }
+
+/// The preStop hook the policy gives the seed's own worker Deployment, exactly as
+/// `kubectl buildbot preview -f tests/fixtures/seed/worker.yaml` prints it.
+fn seed_worker_hook() -> Vec<String> {
+    let path = e2e_tests::repo_root().join("tests/fixtures/seed/worker.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let previewed = kubectl_buildbot::preview::preview(
+        &text,
+        "worker.yaml",
+        &buildbot_policy::Policy::default(),
+    )
+    .unwrap();
+    let container = &previewed[0].after["spec"]["template"]["spec"]["containers"][0];
+    container["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .expect("the policy injected a preStop exec hook into the seed's worker")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The seed worker's environment: only what the docker-compose example sets (no
+/// BUILDBOT_MASTER_URL, no BUILDBOT_WEB_PORT), with its names mapped to this installation.
+fn seed_env(i: &Installation, worker: &str) -> Vec<(String, String)> {
+    vec![
+        ("BUILDMASTER".into(), "127.0.0.1".into()),
+        ("BUILDMASTER_PORT".into(), i.master.pb_port.to_string()),
+        ("WORKERNAME".into(), worker.into()),
+        ("WORKERPASS".into(), i.secrets.workers[worker].clone()),
+    ]
+}
+
+/// A master on `web_port`, a build of `build_seconds` on the seed's worker, then the hook with
+/// the seed's environment: the build succeeds, nothing new starts there, the worker exits by
+/// itself. Prints the measured drain.
+fn seed_worker_drains_with_master_on(web_port: u16, build_seconds: u64) {
+    let i = Installation::start_with_web_port(1, Some(web_port));
+    let hook = seed_worker_hook();
+    let mut worker = i.start_connected_worker("bb-worker-0");
+    i.master
+        .force("hello", json!({"build_seconds": build_seconds.to_string()}));
+    let build = wait_for("the build to start", Duration::from_secs(60), || {
+        i.master
+            .builds()
+            .into_iter()
+            .find(|b| b["complete"] == false && b["workerid"].is_number())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+
+    let started = std::time::Instant::now();
+    let mut pre_stop = run_pre_stop(&hook, &seed_env(&i, "bb-worker-0"));
+    std::thread::sleep(Duration::from_secs(2));
+    i.master.force("hello", json!({"build_seconds": "1"}));
+
+    let status = wait_for(
+        "the preStop hook to return",
+        Duration::from_secs(build_seconds + 120),
+        || pre_stop.try_wait().unwrap(),
+    );
+    let hook_seconds = started.elapsed().as_secs_f64();
+    let output = pre_stop.wait_with_output().unwrap();
+    let hook_log = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        status.success(),
+        "preStop failed: {hook_log}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let used = format!("using the master at http://127.0.0.1:{web_port}/");
+    assert!(hook_log.contains(&used), "{hook_log}");
+    assert!(hook_log.contains("no longer connected"), "{hook_log}");
+
+    let done = build_result(&i.master, &build["buildid"]);
+    assert_eq!(
+        done["results"],
+        SUCCESS,
+        "the running build finished: {done}\n{}",
+        worker.log()
+    );
+    let exited = worker.wait_exit(Duration::from_secs(15));
+    assert!(
+        exited.is_some(),
+        "worker exited once idle\n{}",
+        worker.log()
+    );
+    let worker_seconds = started.elapsed().as_secs_f64();
+    let builds = i.master.builds();
+    assert_eq!(
+        builds.len(),
+        1,
+        "no new build started on the draining worker: {builds:?}"
+    );
+    assert_eq!(demand(&i.master), 1, "the second request is still queued");
+    println!(
+        "drain with the master on {web_port}: {build_seconds} s build, preStop returned after \
+         {hook_seconds:.1} s, worker exited after {worker_seconds:.1} s, result SUCCESS"
+    );
+}
+
+/// The seed's setup: the official master image serves on 8080; a build longer than the old
+/// hook's 60 s limit must finish. Then Buildbot's own sample master.cfg, which serves on 8010.
+/// One after the other: both masters would answer on 127.0.0.1, and the hook rightly takes the
+/// first that knows its worker.
+#[test]
+fn the_seeds_worker_drains_with_its_master_on_8080_or_8010() {
+    seed_worker_drains_with_master_on(8080, 75);
+    seed_worker_drains_with_master_on(8010, 20);
+}
+
+/// No master anywhere: the hook says so, names what it tried and how to fix it, and fails, so
+/// that the kubelet records a FailedPreStopHook event.
+#[test]
+fn a_hook_that_reaches_no_master_fails_with_what_it_tried_and_how_to_fix_it() {
+    let hook = seed_worker_hook();
+    // The tests' masters listen on 127.0.0.1 only: nothing answers on 127.0.0.2.
+    let env = vec![
+        ("BUILDMASTER".to_string(), "127.0.0.2".to_string()),
+        ("BUILDMASTER_PORT".to_string(), "9989".to_string()),
+        ("WORKERNAME".to_string(), "example-worker".to_string()),
+    ];
+    let started = std::time::Instant::now();
+    let output = run_pre_stop(&hook, &env).wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    for expected in [
+        "ERROR",
+        "http://127.0.0.2:8080/",
+        "http://127.0.0.2:8010/",
+        "NOT drained",
+        "BUILDBOT_MASTER_URL",
+        "gracefulStop.masterUrl",
+    ] {
+        assert!(log.contains(expected), "{expected:?} in {log}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it gives up on discovery within about 30 s, not after a build's length"
+    );
+}

@@ -48,6 +48,12 @@ impl Installation {
     /// Renders `bb` with `max_workers` slots, starts PostgreSQL and creates the master
     /// (not started: see [`Installation::start`]).
     pub fn create(max_workers: u32) -> Self {
+        Self::create_with_web_port(max_workers, None)
+    }
+
+    /// As [`Installation::create`], with the master's web UI and REST API on a fixed port of
+    /// 127.0.0.1 (see [`Master::create_with_web_port`]).
+    pub fn create_with_web_port(max_workers: u32, web_port: Option<u16>) -> Self {
         let mut spec = DeploySpec::new("bb", "ci");
         spec.max_workers = max_workers;
         let secrets = Secrets::default().complete(&spec);
@@ -71,7 +77,7 @@ impl Installation {
             ("master.cfg", data["master.cfg"].as_str().unwrap()),
             ("buildbot.tac", data["buildbot.tac"].as_str().unwrap()),
         ];
-        let master = Master::create(
+        let master = Master::create_with_web_port(
             &files,
             vec![
                 ("BUILDBOT_DB_URL".into(), db_url),
@@ -80,6 +86,7 @@ impl Installation {
                     passwords.display().to_string(),
                 ),
             ],
+            web_port,
         );
         Self {
             spec,
@@ -93,7 +100,12 @@ impl Installation {
 
     /// Creates, upgrades the database and starts the master.
     pub fn start(max_workers: u32) -> Self {
-        let mut i = Self::create(max_workers);
+        Self::start_with_web_port(max_workers, None)
+    }
+
+    /// As [`Installation::start`], with the master's REST API on a fixed port of 127.0.0.1.
+    pub fn start_with_web_port(max_workers: u32, web_port: Option<u16>) -> Self {
+        let mut i = Self::create_with_web_port(max_workers, web_port);
         i.master
             .buildbot(&["upgrade-master", "."])
             .unwrap_or_else(|e| panic!("upgrade-master: {e}"));

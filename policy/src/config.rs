@@ -297,6 +297,12 @@ pub struct RoleResources {
     /// Other containers in a Buildbot pod: the HorizontalPodAutoscaler needs a CPU request on
     /// every container of the pod, not only the main one.
     pub sidecar: Resources,
+    /// Init containers of a Buildbot pod get the pod role's requests too: a ResourceQuota on
+    /// requests rejects a pod in which any container has none. Init containers run one at a
+    /// time before the others, so each is capped at what the pod's containers request
+    /// together and costs no scheduling room. Sidecar init containers (`restartPolicy:
+    /// Always`) run beside the others and get the sidecar requests.
+    pub init_containers: bool,
 }
 
 impl Default for RoleResources {
@@ -310,6 +316,7 @@ impl Default for RoleResources {
             worker: r("500m", "1Gi"),
             database: r("100m", "256Mi"),
             sidecar: r("50m", "64Mi"),
+            init_containers: true,
         }
     }
 }
@@ -332,9 +339,10 @@ impl RoleResources {
 pub struct GracefulStop {
     /// Raised to this when unset or at the API default of 30 seconds.
     pub termination_grace_period_seconds: i64,
-    /// The master's web URL for the hook (e.g. `http://buildbot:8080/`). Unset: the hook
-    /// derives it in the pod from `BUILDBOT_MASTER_URL`, else `BUILDMASTER` and
-    /// `BUILDBOT_WEB_PORT` (default 8010).
+    /// The master's web URL for the hook (e.g. `http://buildbot:8080/`). Unset, or when it
+    /// does not answer, the hook tries in the pod `BUILDBOT_MASTER_URL`, then `BUILDMASTER`
+    /// with `BUILDBOT_WEB_PORT`, 8080 (the official images) and 8010 (Buildbot's sample
+    /// config): the first that answers as Buildbot's REST API is used.
     pub master_url: Option<String>,
     /// Replaces the built-in hook command entirely.
     pub pre_stop_command: Option<Vec<String>>,

@@ -36,10 +36,17 @@ pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
             s.insert("terminationGracePeriodSeconds".into(), grace.into());
         }
         if let Some(init) = &spec.init_containers {
-            s.insert(
-                "initContainers".into(),
-                Value::Array(init.iter().map(|_| Value::Object(Map::new())).collect()),
-            );
+            let init = init
+                .iter()
+                .map(|c| {
+                    let mut m = Map::new();
+                    if let Some(r) = &c.resources {
+                        m.insert("resources".into(), to(r));
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            s.insert("initContainers".into(), Value::Array(init));
         }
         let containers = spec
             .containers

@@ -1,53 +1,164 @@
 //! Default CPU and memory requests for containers that state none, so that the scheduler can
-//! place Buildbot and the HorizontalPodAutoscaler can compute CPU utilisation.
+//! place Buildbot, a ResourceQuota on requests admits the pod, and the HorizontalPodAutoscaler
+//! can compute CPU utilisation. Init containers included.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
 
 use super::{containers, quantity, Ctx, Mutation};
 
+const NAMES: [&str; 2] = ["cpu", "memory"];
+
 pub(super) fn apply(ctx: &mut Ctx) {
     for (i, container) in containers(ctx.pod).iter().enumerate() {
-        let resources = container.resources.as_ref();
-        if resources
-            .and_then(|r| r.requests.as_ref())
-            .is_some_and(|r| !r.is_empty())
-        {
-            continue; // the user stated requests: never touch them
-        }
-        let limits = resources.and_then(|r| r.limits.as_ref());
         let role = ctx.containers.get(i).copied().flatten();
         let defaults = ctx.policy.resources.for_role(role).clone();
-        let index = i.to_string();
-        let mut set = Vec::new();
-        for (name, default) in [("cpu", &defaults.cpu), ("memory", &defaults.memory)] {
-            let value = capped(default, limits, name);
-            if value != *default {
-                ctx.warnings.push(format!(
-                    "container {:?} {name} limit {value} is below the default request {default}; requested {value}",
-                    container.name
-                ));
-            }
-            if ctx.patch.add_if_absent(
-                &["spec", "containers", &index, "resources", "requests", name],
-                json!(value),
-            ) {
-                set.push(format!("{name}={value}"));
-            }
-        }
-        if !set.is_empty() {
-            let who = role.map_or("sidecar".to_string(), |r| r.to_string());
-            ctx.change(
-                Mutation::Resources,
-                format!(
-                    "requested {} for {who} container {:?}",
-                    set.join(", "),
-                    container.name
-                ),
+        let who = role.map_or("sidecar".to_string(), |r| r.to_string());
+        request(
+            ctx,
+            container,
+            "containers",
+            i,
+            [&defaults.cpu, &defaults.memory],
+            &who,
+        );
+    }
+    if ctx.policy.resources.init_containers {
+        apply_init(ctx);
+    }
+}
+
+/// Init containers: the pod role's requests, each capped at the app containers' total (they
+/// run one at a time before those, so they cost no scheduling room); sidecar init containers
+/// run beside the app containers and get the sidecar requests.
+fn apply_init(ctx: &mut Ctx) {
+    let Some(init) = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+    else {
+        return;
+    };
+    // Rules before this one may have put their own init container first.
+    let now = ctx
+        .patch
+        .get(&["spec", "initContainers"])
+        .and_then(|v| v.as_array())
+        .map_or(init.len(), Vec::len);
+    let offset = now.saturating_sub(init.len());
+    let totals = NAMES.map(|name| app_total(ctx, name));
+    let role_defaults = ctx.policy.resources.for_role(Some(ctx.role)).clone();
+    let sidecar = ctx.policy.resources.sidecar.clone();
+    for (i, container) in init.iter().enumerate() {
+        if container.restart_policy.as_deref() == Some("Always") {
+            let values = [&sidecar.cpu, &sidecar.memory];
+            request(
+                ctx,
+                container,
+                "initContainers",
+                i + offset,
+                values,
+                "sidecar init",
             );
+            continue;
         }
+        let capped: Vec<String> = [&role_defaults.cpu, &role_defaults.memory]
+            .iter()
+            .zip(&totals)
+            .map(|(default, total)| match total {
+                Some((sum, largest)) if quantity::parse(default).is_some_and(|d| d > *sum) => {
+                    largest.clone()
+                }
+                _ => (*default).clone(),
+            })
+            .collect();
+        let who = format!("{} init", ctx.role);
+        request(
+            ctx,
+            container,
+            "initContainers",
+            i + offset,
+            [&capped[0], &capped[1]],
+            &who,
+        );
+    }
+}
+
+/// What the app containers request of `name` once this rule has run: the sum, and the
+/// largest single request (a value no larger than the sum, as written). `None` when none
+/// requests it.
+fn app_total(ctx: &Ctx, name: &str) -> Option<(f64, String)> {
+    let count = containers(ctx.pod).len();
+    let mut sum = 0.0;
+    let mut largest: Option<(f64, String)> = None;
+    for i in 0..count {
+        let index = i.to_string();
+        let Some(text) = ctx
+            .patch
+            .get(&["spec", "containers", &index, "resources", "requests", name])
+            .and_then(|v| v.as_str())
+        else {
+            continue;
+        };
+        let Some(value) = quantity::parse(text) else {
+            continue;
+        };
+        sum += value;
+        if largest.as_ref().is_none_or(|(l, _)| value > *l) {
+            largest = Some((value, text.to_string()));
+        }
+    }
+    largest.map(|(_, text)| (sum, text))
+}
+
+/// Requests `values` (cpu, memory) for `spec.<list>[index]`, unless the container states
+/// requests of its own; never above its limits.
+fn request(
+    ctx: &mut Ctx,
+    container: &Container,
+    list: &str,
+    index: usize,
+    values: [&String; 2],
+    who: &str,
+) {
+    let resources = container.resources.as_ref();
+    if resources
+        .and_then(|r| r.requests.as_ref())
+        .is_some_and(|r| !r.is_empty())
+    {
+        return; // the user stated requests: never touch them
+    }
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    let index = index.to_string();
+    let mut set = Vec::new();
+    for (name, default) in NAMES.into_iter().zip(values) {
+        let value = capped(default, limits, name);
+        if value != *default {
+            ctx.warnings.push(format!(
+                "container {:?} {name} limit {value} is below the default request {default}; requested {value}",
+                container.name
+            ));
+        }
+        if ctx.patch.add_if_absent(
+            &["spec", list, &index, "resources", "requests", name],
+            json!(value),
+        ) {
+            set.push(format!("{name}={value}"));
+        }
+    }
+    if !set.is_empty() {
+        ctx.change(
+            Mutation::Resources,
+            format!(
+                "requested {} for {who} container {:?}",
+                set.join(", "),
+                container.name
+            ),
+        );
     }
 }
 

@@ -442,6 +442,89 @@ fn init_container_goes_first_and_root_or_non_root_pods_get_none() {
     assert!(eval.warnings.iter().any(|w| w.contains("runAsNonRoot")));
 }
 
+/// A ResourceQuota on requests rejects a pod in which any container, init containers included,
+/// has none: every init container of a Buildbot pod gets requests, at no scheduling cost.
+#[test]
+fn init_containers_get_requests_capped_at_what_the_pod_already_requests() {
+    let pod = |main: &str, init: &str| {
+        format!(
+            "metadata: {{labels: {{app: buildbot, tier: worker}}}}\nspec:\n  initContainers: [{{name: setup, image: busybox{init}}}]\n  containers: [{{name: w, image: buildbot/buildbot-worker{main}}}]"
+        )
+    };
+    let requests = |doc: &Value, list: &str, i: usize| doc["spec"][list][i]["resources"].clone();
+    // (main container, init container, the init container's resources afterwards)
+    let table = [
+        // The worker's own requests: the init container runs before it, in the same room.
+        (
+            "",
+            "",
+            json!({"requests": {"cpu": "500m", "memory": "1Gi"}}),
+        ),
+        // The main container asks for less: the init container stays within it.
+        (
+            ", resources: {requests: {cpu: 100m, memory: 128Mi}}",
+            "",
+            json!({"requests": {"cpu": "100m", "memory": "128Mi"}}),
+        ),
+        // Never above the init container's own limit.
+        (
+            "",
+            ", resources: {limits: {cpu: 200m}}",
+            json!({"limits": {"cpu": "200m"}, "requests": {"cpu": "200m", "memory": "1Gi"}}),
+        ),
+        // Stated requests are the user's.
+        (
+            "",
+            ", resources: {requests: {memory: 1Mi}}",
+            json!({"requests": {"memory": "1Mi"}}),
+        ),
+        // A sidecar init container runs beside the worker: sidecar requests.
+        (
+            "",
+            ", restartPolicy: Always",
+            json!({"requests": {"cpu": "50m", "memory": "64Mi"}}),
+        ),
+    ];
+    for (main, init, want) in table {
+        let (eval, doc) = run(&pod(main, init));
+        assert_eq!(requests(&doc, "initContainers", 0), want, "{main} {init}");
+        if !init.contains("requests") {
+            assert!(
+                eval.changes
+                    .iter()
+                    .any(|c| c.mutation == Mutation::Resources && c.detail.contains("\"setup\"")),
+                "{:?}",
+                eval.changes
+            );
+        }
+    }
+
+    // Behind the chown init container, the patch still reaches the user's own.
+    let hostpath = pod("", "").replace(
+        "image: buildbot/buildbot-worker}]",
+        "image: buildbot/buildbot-worker, volumeMounts: [{name: d, mountPath: /b}]}]\n  volumes: [{name: d, hostPath: {path: /d}}]",
+    );
+    let (_, doc) = run(&hostpath);
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["name"],
+        INIT_CONTAINER_NAME
+    );
+    assert_eq!(
+        doc["spec"]["initContainers"][0]["resources"]["requests"]["cpu"],
+        Policy::default().permissions.init_resources.cpu
+    );
+    assert_eq!(
+        requests(&doc, "initContainers", 1),
+        json!({"requests": {"cpu": "500m", "memory": "1Gi"}})
+    );
+
+    // The policy can leave init containers alone.
+    let mut policy = Policy::default();
+    policy.resources.init_containers = false;
+    let (_, doc) = run_with(&pod("", ""), &policy);
+    assert_eq!(requests(&doc, "initContainers", 0), Value::Null);
+}
+
 #[test]
 fn opt_out_annotation_and_skip_list() {
     let out = SEED_WORKER.replace(

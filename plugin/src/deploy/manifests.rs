@@ -329,6 +329,10 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
     let mut upgrade = container("upgrade-master");
     upgrade["command"] = json!(["sh", "-c",
         format!("until buildbot upgrade-master {basedir}; do echo 'waiting for the database...'; sleep 3; done")]);
+    // A ResourceQuota on requests needs them on every container, init containers too. It
+    // runs before the master, in the room the master's own request reserves.
+    let requests = &spec.policy.resources.master;
+    upgrade["resources"] = json!({"requests": {"cpu": requests.cpu, "memory": requests.memory}});
     let mut main = container("master");
     main["ports"] = json!([
         {"name": "http", "containerPort": WEB_PORT},
