@@ -65,6 +65,7 @@ pub fn postgres_bin_dir() -> PathBuf {
 }
 
 pub mod buildbot;
+pub mod controlplane;
 pub mod installation;
 pub mod postgres;
 
@@ -118,4 +119,73 @@ pub fn kubernetes_validate(objects: &[serde_json::Value], version: &str) -> Resu
             .args(["--strict", "-k", version])
             .arg(&file),
     )
+}
+
+/// The newest modification time of the files under `dirs` (recursively).
+fn newest(dirs: &[PathBuf]) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            stack.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        } else if let Ok(modified) = meta.modified() {
+            newest = newest.max(modified);
+        }
+    }
+    newest
+}
+
+/// The path of one of the workspace's binaries (`kubectl-buildbot`, `buildbot-webhook`), as
+/// `cargo test --workspace` builds them next to the test executables. When that one is
+/// missing or older than the sources (only this crate's tests were built), builds it first,
+/// into a target directory of its own so that it never waits on the lock of the build that
+/// runs these tests.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let built = profile_dir.join(name);
+    let root = repo_root();
+    let sources = newest(&[
+        root.join("policy/src"),
+        root.join("plugin/src"),
+        root.join("webhook/src"),
+        root.join("Cargo.lock"),
+    ]);
+    let fresh = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m >= sources)
+    };
+    if fresh(&built) {
+        return built;
+    }
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let target = repo_root().join("target/e2e-bins");
+    let package = match name {
+        "buildbot-webhook" => "buildbot-webhook",
+        _ => "kubectl-buildbot",
+    };
+    output_of(
+        Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", package, "--bin", name])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(repo_root()),
+    )
+    .unwrap_or_else(|e| panic!("cannot build {name}: {e}"));
+    target.join("debug").join(name)
 }

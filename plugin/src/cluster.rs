@@ -204,7 +204,24 @@ impl Cluster {
         kind: &str,
         name: &str,
     ) -> ClusterError {
-        let object = format!("{kind}/{name}");
+        self.explain_as(e, action, verb, kind, name, &plural(kind))
+    }
+
+    /// [`Cluster::explain`], with the RBAC resource to name in the hint (`services/proxy`).
+    fn explain_as(
+        &self,
+        e: kube::Error,
+        action: &'static str,
+        verb: &'static str,
+        kind: &str,
+        name: &str,
+        resource: &str,
+    ) -> ClusterError {
+        let object = if name.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}/{name}")
+        };
         let namespace = self.namespace.clone();
         match e {
             kube::Error::Api(status) => {
@@ -215,11 +232,19 @@ impl Cluster {
                         object,
                         message,
                     },
+                    // RBAC says "User ... cannot VERB resource ..."; any other 403 (the
+                    // service proxy refusing a destination, say) is reported as it is.
+                    403 if !message.contains("cannot ") => ClusterError::Api {
+                        action,
+                        object,
+                        code: 403,
+                        message,
+                    },
                     403 => ClusterError::Forbidden {
                         action,
                         verb,
                         object,
-                        resource: plural(kind),
+                        resource: resource.to_string(),
                         namespace,
                         message,
                     },
@@ -376,11 +401,10 @@ impl Cluster {
             .header("content-type", "application/json")
             .body(serde_json::to_vec(body).unwrap_or_default())
             .expect("a valid request");
-        let text = self
-            .client
-            .request_text(request)
-            .await
-            .map_err(|e| self.explain(e, "calling", "create", what, ""))?;
+        let text =
+            self.client.request_text(request).await.map_err(|e| {
+                self.explain_as(e, "calling", "create", what, "", path_resource(path))
+            })?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -392,7 +416,18 @@ impl Cluster {
         self.client
             .request_text(request)
             .await
-            .map_err(|e| self.explain(e, "reading", "get", what, ""))
+            .map_err(|e| self.explain_as(e, "reading", "get", what, "", path_resource(path)))
+    }
+}
+
+/// The RBAC resource a raw API path needs, for `kubectl auth can-i` hints.
+fn path_resource(path: &str) -> &'static str {
+    if path.contains("/proxy/") {
+        "services/proxy"
+    } else if path.contains("/log") {
+        "pods/log"
+    } else {
+        "apigroups"
     }
 }
 

@@ -42,3 +42,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $ns := .Release.Namespace -}}
 {{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
 {{- end }}
+
+{{/* The host of webhook.url (url mode), without port or IPv6 brackets. */}}
+{{- define "buildbot-webhook.urlHost" -}}
+{{- regexReplaceAll ":[0-9]+$" (urlParse .Values.webhook.url).host "" | trimPrefix "[" | trimSuffix "]" -}}
+{{- end }}
+
+{{/* Whether the webhook runs in the cluster (not url mode). */}}
+{{- define "buildbot-webhook.inCluster" -}}
+{{- if not .Values.webhook.url }}true{{ end -}}
+{{- end }}

@@ -146,11 +146,17 @@ fn postgres_service(spec: &DeploySpec) -> Value {
 
 fn network_policies(spec: &DeploySpec) -> Vec<Value> {
     let np = |name: String, role: Role, ingress: Value| {
-        json!({
+        let mut policy = json!({
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": metadata(spec, name, role),
-            "spec": {"podSelector": {"matchLabels": spec.selector(role)}, "policyTypes": ["Ingress"], "ingress": ingress},
-        })
+            "spec": {"podSelector": {"matchLabels": spec.selector(role)}, "policyTypes": ["Ingress"]},
+        });
+        // No rules at all (deny all ingress) is said by leaving `ingress` out: the API server
+        // drops an empty list, so applying one again would write the object every time.
+        if ingress.as_array().is_some_and(|rules| !rules.is_empty()) {
+            policy["spec"]["ingress"] = ingress;
+        }
+        policy
     };
     let from = |role: Role| json!([{"podSelector": {"matchLabels": spec.selector(role)}}]);
     let mut out = vec![
