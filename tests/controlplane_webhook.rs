@@ -1,0 +1,373 @@
+//! The webhook as the chart installs it, called by a real kube-apiserver: `helm install` of
+//! charts/buildbot-webhook (url mode: the API server refuses Service endpoints on loopback, so
+//! the webhook runs here, outside the cluster, with the chart's certificate and policy), then
+//! pods and workloads applied with `kubectl apply` and read back from the API server.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use base64::Engine as _;
+use buildbot_policy::Policy;
+use e2e_tests::controlplane::{wait_until, ControlPlane};
+use e2e_tests::{free_port, repo_root, temp_dir, tool, workspace_binary};
+use kubectl_buildbot::preview::preview;
+use serde_json::Value;
+
+const RELEASE: &str = "bbw";
+
+struct Webhook {
+    process: Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Webhook {
+    /// Starts `buildbot-webhook serve` with the chart's Secret and policy from the cluster.
+    fn start(cp: &ControlPlane, ns: &str, port: u16) -> Self {
+        let dir = temp_dir("webhook");
+        let secret = cp.get_json(&[
+            "secret",
+            &format!("{RELEASE}-buildbot-webhook-tls"),
+            "-n",
+            ns,
+        ]);
+        for key in ["tls.crt", "tls.key"] {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][key].as_str().unwrap())
+                .unwrap();
+            std::fs::write(dir.join(key), pem).unwrap();
+        }
+        let policy = cp.get_json(&[
+            "configmap",
+            &format!("{RELEASE}-buildbot-webhook-policy"),
+            "-n",
+            ns,
+        ]);
+        std::fs::write(
+            dir.join("policy.yaml"),
+            policy["data"]["policy.yaml"].as_str().unwrap(),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("webhook.log")).unwrap();
+        let process = Command::new(workspace_binary("buildbot-webhook"))
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--tls-cert")
+            .arg(dir.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("tls.key"))
+            .arg("--config")
+            .arg(dir.join("policy.yaml"))
+            .args(["--log-format", "text"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start buildbot-webhook");
+        wait_until("the webhook to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Webhook { process, port, dir }
+    }
+
+    /// A counter from /metrics.
+    fn metric(&self, name: &str) -> f64 {
+        let out = Command::new("curl")
+            .args(["-sk", &format!("https://127.0.0.1:{}/metrics", self.port)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("webhook.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn helm(cp: &ControlPlane, args: &[&str]) -> String {
+    e2e_tests::output_of(
+        Command::new(tool("helm"))
+            .arg("--kubeconfig")
+            .arg(cp.kubeconfig())
+            .args(args),
+    )
+    .unwrap_or_else(|e| panic!("helm {args:?}: {e}"))
+}
+
+/// Every leaf of `want` is in `got` with the same value (arrays index by index).
+fn leaves_within(want: &Value, got: &Value, path: &str, missing: &mut Vec<String>) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, v) in w {
+                match g.get(k) {
+                    Some(gv) => leaves_within(v, gv, &format!("{path}/{k}"), missing),
+                    None => missing.push(format!("{path}/{k} absent")),
+                }
+            }
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() <= g.len() => {
+            for (i, v) in w.iter().enumerate() {
+                leaves_within(v, &g[i], &format!("{path}/{i}"), missing);
+            }
+        }
+        (w, g) if w == g => {}
+        (w, g) => missing.push(format!("{path}: want {w}, stored {g}")),
+    }
+}
+
+/// What the policy writes, as stored: labels, grace, pod securityContext, init container
+/// names, and each container's resources and lifecycle.
+fn policy_surface(pod: &Value) -> Value {
+    let spec = if pod["kind"] == "Pod" {
+        &pod["spec"]
+    } else {
+        &pod["spec"]["template"]["spec"]
+    };
+    let meta = if pod["kind"] == "Pod" {
+        &pod["metadata"]
+    } else {
+        &pod["spec"]["template"]["metadata"]
+    };
+    // The API server stores an unset resources or securityContext as {}.
+    let set = |v: &Value| {
+        if v.as_object().is_some_and(serde_json::Map::is_empty) {
+            Value::Null
+        } else {
+            v.clone()
+        }
+    };
+    let containers = |list: &str| -> Value {
+        spec[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                serde_json::json!({"name": c["name"], "resources": set(&c["resources"]), "lifecycle": c["lifecycle"]})
+            })
+            .collect()
+    };
+    serde_json::json!({
+        "labels": meta["labels"],
+        // Unset is the API server's default of 30.
+        "grace": spec.get("terminationGracePeriodSeconds").cloned().unwrap_or(30.into()),
+        "securityContext": set(&spec["securityContext"]),
+        "initContainers": containers("initContainers"),
+        "containers": containers("containers"),
+    })
+}
+
+fn apply(cp: &ControlPlane, ns: &str, yaml: &str) {
+    cp.kubectl_stdin(&["apply", "-n", ns, "-f", "-"], yaml)
+        .unwrap_or_else(|e| panic!("kubectl apply: {e}"));
+}
+
+#[test]
+fn the_webhook_installed_by_the_chart_mutates_buildbot_pods_and_nothing_else() {
+    let cp = ControlPlane::shared();
+    let system = cp.namespace("buildbot-webhook", &[]);
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}/mutate");
+    let chart = repo_root().join("charts/buildbot-webhook");
+    let chart = chart.to_str().unwrap();
+    helm(
+        cp,
+        &[
+            "install",
+            RELEASE,
+            chart,
+            "-n",
+            &system,
+            "--set",
+            &format!("webhook.url={url}"),
+        ],
+    );
+    let configuration = format!("{RELEASE}-buildbot-webhook");
+    let mwc = cp.get_json(&["mutatingwebhookconfiguration", &configuration]);
+    assert_eq!(mwc["webhooks"][0]["clientConfig"]["url"], url.as_str());
+    let ca = mwc["webhooks"][0]["clientConfig"]["caBundle"].clone();
+    assert!(ca.is_string(), "{mwc}");
+
+    // helm upgrade keeps the CA and the certificate (lookup against the real API server).
+    let secret_name = format!("{RELEASE}-buildbot-webhook-tls");
+    let cert = cp.get_json(&["secret", &secret_name, "-n", &system])["data"]["tls.crt"].clone();
+    helm(
+        cp,
+        &["upgrade", RELEASE, chart, "-n", &system, "--reuse-values"],
+    );
+    let after = cp.get_json(&["mutatingwebhookconfiguration", &configuration]);
+    assert_eq!(
+        after["webhooks"][0]["clientConfig"]["caBundle"], ca,
+        "same CA after upgrade"
+    );
+    assert_eq!(
+        cp.get_json(&["secret", &secret_name, "-n", &system])["data"]["tls.crt"],
+        cert,
+        "same certificate after upgrade"
+    );
+
+    let webhook = Webhook::start(cp, &system, port);
+    let apps = cp.namespace("apps", &[]);
+    let opted_out = cp.namespace("opted-out", &["kubectl-buildbot.dev/inject=false"]);
+    let fixtures =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/seed/pods.yaml")).unwrap();
+    let predicted = preview(&fixtures, "pods.yaml", &Policy::default()).unwrap();
+    // Policy warnings come back as admission warnings, which kubectl prints.
+    let applied = cp
+        .kubectl_stdin(&["apply", "-n", &apps, "-f", "-"], &fixtures)
+        .unwrap_or_else(|e| panic!("{e}\n{}", webhook.log()));
+    assert!(
+        applied.contains("Warning: kubectl-buildbot:") || applied.contains("created"),
+        "{applied}"
+    );
+    apply(cp, &opted_out, &fixtures);
+
+    for p in &predicted {
+        let name = p.after["metadata"]["name"].as_str().unwrap();
+        let stored = cp.get_json(&["pod", name, "-n", &apps]);
+        // Everything preview predicts is stored...
+        let mut missing = Vec::new();
+        leaves_within(&p.after, &stored, "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "{name}: {missing:#?}\n{}",
+            webhook.log()
+        );
+        // ... and the policy wrote nothing else.
+        assert_eq!(policy_surface(&stored), policy_surface(&p.after), "{name}");
+        let untouched = cp.get_json(&["pod", name, "-n", &opted_out]);
+        assert_eq!(
+            policy_surface(&untouched),
+            policy_surface(&p.before),
+            "{name} in the opted-out namespace is left alone"
+        );
+        if name == "web" {
+            assert!(!p.changed(), "nginx is not Buildbot");
+        } else {
+            assert!(p.changed(), "{name} is Buildbot");
+        }
+    }
+    let seed_worker = cp.get_json(&["pod", "seed-worker-hostpath", "-n", &apps]);
+    assert_eq!(seed_worker["spec"]["terminationGracePeriodSeconds"], 3600);
+    assert!(seed_worker["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"].is_object());
+
+    // Pods that the real Deployment and StatefulSet controllers create are mutated too.
+    let workload =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/seed/worker.yaml")).unwrap();
+    apply(cp, &apps, &workload);
+    let statefulset = workload
+        .replace("kind: Deployment", "kind: StatefulSet")
+        .replace(
+            "name: worker\nspec:\n",
+            "name: worker-set\nspec:\n  serviceName: worker-set\n",
+        );
+    apply(cp, &apps, &statefulset);
+    let template = &preview(&workload, "worker.yaml", &Policy::default()).unwrap()[0].after;
+    let owned = || -> Vec<Value> {
+        let pods = cp.get_json(&["pods", "-n", &apps, "-l", "app=buildbot,tier=worker"]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["metadata"]["ownerReferences"].is_array())
+            .cloned()
+            .collect()
+    };
+    wait_until(
+        "the controllers' worker pods",
+        Duration::from_secs(60),
+        || owned().len() >= 2,
+    );
+    for pod in owned() {
+        let mut surface = policy_surface(&pod);
+        let mut want = policy_surface(template);
+        // The controllers add their own labels (pod-template-hash, revision...).
+        surface["labels"] = Value::Null;
+        want["labels"] = Value::Null;
+        assert_eq!(surface, want, "{}", pod["metadata"]["name"]);
+    }
+
+    // deploy's own pods: the webhook reviews them and has nothing to add.
+    let patched_before = webhook.metric("buildbot_webhook_patch_operations_total");
+    let reviewed_before = webhook.metric("buildbot_webhook_reviews_total{outcome=\"unchanged\"}");
+    let deployed = cp.namespace("deployed", &[]);
+    let out = Command::new(workspace_binary("kubectl-buildbot"))
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .args(["-n", &deployed, "deploy", "bb", "--timeout", "3m"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        webhook.metric("buildbot_webhook_patch_operations_total"),
+        patched_before,
+        "the webhook added nothing to deploy's pods\n{}",
+        webhook.log()
+    );
+    assert!(
+        webhook.metric("buildbot_webhook_reviews_total{outcome=\"unchanged\"}")
+            >= reviewed_before + 3.0,
+        "it did review them (database, master, worker)"
+    );
+
+    // With the webhook gone, pods are still admitted (failurePolicy Ignore), unmutated.
+    drop(webhook);
+    let late = fixtures.replace("name: seed-worker-hostpath", "name: late-worker");
+    let started = std::time::Instant::now();
+    apply(cp, &apps, &late);
+    let stored = cp.get_json(&["pod", "late-worker", "-n", &apps]);
+    assert!(
+        stored["spec"]["containers"][0]["lifecycle"].is_null(),
+        "{stored}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "not blocked for long"
+    );
+}
+
+/// The same chart with the webhook's own Deployment (not url mode) renders what the API server
+/// accepts: a server-side dry run of every object.
+#[test]
+fn the_in_cluster_chart_is_accepted_by_the_api_server() {
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("chart-dry-run", &[]);
+    let chart = repo_root().join("charts/buildbot-webhook");
+    // Its own release name: the MutatingWebhookConfiguration is cluster-wide.
+    let rendered = helm(
+        cp,
+        &[
+            "template",
+            "bbw-in-cluster",
+            chart.to_str().unwrap(),
+            "-n",
+            &ns,
+        ],
+    );
+    let out = cp
+        .kubectl_stdin(
+            &["apply", "--dry-run=server", "-n", &ns, "-f", "-"],
+            &rendered,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    for kind in [
+        "deployment.apps",
+        "service",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io",
+        "poddisruptionbudget.policy",
+    ] {
+        assert!(out.contains(kind), "{kind} in {out}");
+    }
+}
