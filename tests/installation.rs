@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use kubectl_buildbot::commands::deploy::objects;
-use kubectl_buildbot::deploy::spec::WORKER_SECRETS_DIR;
+use kubectl_buildbot::deploy::spec::{WORKER_RUN_DIR, WORKER_SECRETS_DIR};
 use kubectl_buildbot::deploy::{DeploySpec, Secrets};
 use serde_json::Value;
 
@@ -132,20 +132,48 @@ impl Installation {
         ]
     }
 
-    /// Starts worker pod `name` with the StatefulSet's command (with the passwords directory
-    /// of this installation; without dumb-init here, so its fallback runs).
+    /// The worker StatefulSet's `worker-password` init container, as deploy applies it.
+    pub fn worker_password_init(&self) -> &Value {
+        &find(&self.objects, "StatefulSet", "bb-worker")["spec"]["template"]["spec"]
+            ["initContainers"][0]
+    }
+
+    /// Starts worker pod `name` as the kubelet would: the `worker-password` init container's
+    /// command with the Secret's files and the pod's in-memory run directory materialised
+    /// here, then the worker container's command (without dumb-init here, so its fallback
+    /// runs) with only the run directory. Returns the process and that run directory.
+    pub fn start_worker_with_run_dir(&self, name: &str) -> (WorkerProcess, PathBuf) {
+        let run_dir = crate::temp_dir("worker-run");
+        let materialise = |c: &Value| -> Vec<String> {
+            c["command"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    c.as_str()
+                        .unwrap()
+                        .replace(WORKER_SECRETS_DIR, &self.passwords.display().to_string())
+                        .replace(WORKER_RUN_DIR, &run_dir.display().to_string())
+                })
+                .collect()
+        };
+        let init = self.worker_password_init();
+        assert_eq!(init["name"], "worker-password");
+        let command = materialise(init);
+        crate::output_of(
+            std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .env("WORKERNAME", name),
+        )
+        .unwrap_or_else(|e| panic!("the worker-password init container failed: {e}"));
+        let worker =
+            WorkerProcess::start(&materialise(self.worker_container()), self.worker_env(name));
+        (worker, run_dir)
+    }
+
+    /// Starts worker pod `name` (see [`Installation::start_worker_with_run_dir`]).
     pub fn start_worker(&self, name: &str) -> WorkerProcess {
-        let command: Vec<String> = self.worker_container()["command"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                c.as_str()
-                    .unwrap()
-                    .replace(WORKER_SECRETS_DIR, &self.passwords.display().to_string())
-            })
-            .collect();
-        WorkerProcess::start(&command, self.worker_env(name))
+        self.start_worker_with_run_dir(name).0
     }
 
     /// Starts worker pod `name` and waits until the master sees it connected.

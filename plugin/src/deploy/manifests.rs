@@ -13,7 +13,7 @@ use super::master_cfg;
 use super::secrets::Secrets;
 use super::spec::{
     Database, DeploySpec, MasterConfig, DB_NAME, POSTGRES_PORT, WEB_PORT, WORKER_PORT,
-    WORKER_SECRETS_DIR,
+    WORKER_RUN_DIR, WORKER_SECRETS_DIR,
 };
 use crate::preview::{preview_object, Previewed};
 
@@ -367,14 +367,74 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
     })
 }
 
+/// The buildbot.tac each worker runs: the official image's contract (BUILDMASTER,
+/// BUILDMASTER_PORT, WORKERNAME; basedir the working directory), with the password read from
+/// the pod's own file instead of WORKERPASS, so that no process environment holds it.
+pub const WORKER_TAC: &str = r#"# buildbot.tac written by kubectl-buildbot's worker-password init container.
+import os
+import sys
+
+from twisted.application import service
+from twisted.python.log import FileLogObserver, ILogObserver
+
+from buildbot_worker.bot import Worker
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "password")) as f:
+    password = f.read().strip()
+env = os.environ
+application = service.Application("buildbot-worker")
+application.setComponent(ILogObserver, FileLogObserver(sys.stdout).emit)
+Worker(
+    env.get("BUILDMASTER", "localhost"),
+    int(env.get("BUILDMASTER_PORT", "9989")),
+    env["WORKERNAME"],
+    password,
+    os.getcwd(),
+    600,
+    umask=None,
+    maxdelay=300,
+    allow_shutdown=None,
+    maxRetries=10,
+).setServiceParent(application)
+"#;
+
+/// The `worker-password` init container: it alone mounts the Secret with every worker's
+/// password, and copies this pod's own into the in-memory run directory, with the tac that
+/// reads it. Non-root, no capabilities, read-only root filesystem.
+fn worker_password_init(spec: &DeploySpec) -> Value {
+    let secret = spec.worker_secret_name();
+    let script = format!(
+        "set -eu\numask 077\n\
+         if [ ! -f \"{WORKER_SECRETS_DIR}/$WORKERNAME\" ]; then\n  \
+         echo \"no password for $WORKERNAME in Secret {secret}: deploy with a larger --max-workers\" >&2\n  exit 1\nfi\n\
+         cp \"{WORKER_SECRETS_DIR}/$WORKERNAME\" {WORKER_RUN_DIR}/password\n\
+         cat > {WORKER_RUN_DIR}/buildbot.tac <<'EOF'\n{WORKER_TAC}EOF\n"
+    );
+    let res = &spec.policy.permissions.init_resources;
+    let mut security = restricted(1000);
+    security["readOnlyRootFilesystem"] = json!(true);
+    json!({
+        "name": "worker-password",
+        "image": spec.worker_image,
+        "command": ["sh", "-c", script],
+        "env": [{"name": "WORKERNAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "resources": {"requests": {"cpu": res.cpu, "memory": res.memory}, "limits": {"memory": res.memory}},
+        "securityContext": security,
+        "volumeMounts": [
+            {"name": "worker-passwords", "mountPath": WORKER_SECRETS_DIR, "readOnly": true},
+            {"name": "worker-run", "mountPath": WORKER_RUN_DIR},
+        ],
+    })
+}
+
 fn workers(spec: &DeploySpec) -> Value {
-    // The official image's tac reads WORKERPASS; each pod picks its own from the Secret.
     // dumb-init (the image's PID 1, at /usr/bin from apt) reaps build processes; a custom
-    // image without it runs twistd directly.
+    // image without it runs twistd directly. The image's own buildbot.tac would read the
+    // password from WORKERPASS, which stays readable in /proc/<pid>/environ.
+    let tac = format!("{WORKER_RUN_DIR}/buildbot.tac");
     let start = format!(
-        "export WORKERPASS=\"$(cat {WORKER_SECRETS_DIR}/$WORKERNAME)\" && \
-         if command -v dumb-init >/dev/null 2>&1; then exec dumb-init twistd --pidfile= -ny buildbot.tac; \
-         else exec twistd --pidfile= -ny buildbot.tac; fi"
+        "if command -v dumb-init >/dev/null 2>&1; then exec dumb-init twistd --pidfile= -ny {tac}; \
+         else exec twistd --pidfile= -ny {tac}; fi"
     );
     json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -387,6 +447,10 @@ fn workers(spec: &DeploySpec) -> Value {
             "template": {
                 "metadata": {"labels": spec.labels(Role::Worker)},
                 "spec": with(pod_spec_common(), json!({
+                    // The Secret's files are the group's (0440): the init container reads
+                    // them as uid 1000 with this group.
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 1000, "fsGroupChangePolicy": "OnRootMismatch"},
+                    "initContainers": [worker_password_init(spec)],
                     "containers": [{
                         "name": "worker",
                         "image": spec.worker_image,
@@ -397,10 +461,14 @@ fn workers(spec: &DeploySpec) -> Value {
                             {"name": "BUILDMASTER_PORT", "value": WORKER_PORT.to_string()},
                             {"name": "BUILDBOT_MASTER_URL", "value": spec.master_url()},
                         ],
-                        "volumeMounts": [{"name": "worker-passwords", "mountPath": WORKER_SECRETS_DIR, "readOnly": true}],
+                        // Only this pod's own password: the Secret is the init container's.
+                        "volumeMounts": [{"name": "worker-run", "mountPath": WORKER_RUN_DIR, "readOnly": true}],
                         "securityContext": restricted(1000),
                     }],
-                    "volumes": [{"name": "worker-passwords", "secret": {"secretName": spec.worker_secret_name()}}],
+                    "volumes": [
+                        {"name": "worker-passwords", "secret": {"secretName": spec.worker_secret_name(), "defaultMode": 0o440}},
+                        {"name": "worker-run", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+                    ],
                 })),
             },
         },

@@ -17,6 +17,9 @@ pub const DB_NAME: &str = "buildbot";
 pub const FIELD_MANAGER: &str = "kubectl-buildbot";
 /// Where workers' passwords are mounted, one file per worker name.
 pub const WORKER_SECRETS_DIR: &str = "/etc/buildbot/workers";
+/// Where a worker pod keeps its own password and buildbot.tac: an in-memory emptyDir that the
+/// `worker-password` init container fills from the Secret.
+pub const WORKER_RUN_DIR: &str = "/run/buildbot";
 
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
