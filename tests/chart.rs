@@ -130,6 +130,54 @@ fn every_rendered_object_validates_against_the_kubernetes_schemas() {
     }
 }
 
+/// One webhook per Pod Security level, selected by the namespace's enforce label, so that the
+/// policy never injects what PodSecurity would then reject.
+#[test]
+fn each_pod_security_level_has_its_webhook_and_path() {
+    let objs = template(None).unwrap();
+    let mwc = find(&objs, "MutatingWebhookConfiguration");
+    let webhooks = mwc["webhooks"].as_array().unwrap();
+    let seen: Vec<(String, String, String)> = webhooks
+        .iter()
+        .map(|w| {
+            let level = w["namespaceSelector"]["matchExpressions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["key"] == "pod-security.kubernetes.io/enforce")
+                .expect("every webhook selects on the enforce label");
+            (
+                w["clientConfig"]["service"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                level["operator"].as_str().unwrap().to_string(),
+                level["values"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "/mutate/privileged".into(),
+                "NotIn".into(),
+                r#"["baseline","restricted"]"#.into()
+            ),
+            (
+                "/mutate/baseline".into(),
+                "In".into(),
+                r#"["baseline"]"#.into()
+            ),
+            (
+                "/mutate/restricted".into(),
+                "In".into(),
+                r#"["restricted"]"#.into()
+            ),
+        ]
+    );
+}
+
 #[test]
 fn the_webhook_configuration_is_safe_by_default() {
     let objs = template(None).unwrap();
@@ -313,7 +361,7 @@ async fn the_real_webhook_serves_with_the_rendered_certificate_and_policy() {
         client_config["service"]["name"].as_str().unwrap(),
         client_config["service"]["namespace"].as_str().unwrap()
     );
-    assert_eq!(client_config["service"]["path"], "/mutate");
+    assert_eq!(client_config["service"]["path"], "/mutate/privileged");
 
     let dir = temp_dir("chart-webhook");
     std::fs::write(dir.join("tls.crt"), b64(&secret["data"]["tls.crt"])).unwrap();
@@ -354,7 +402,8 @@ async fn the_real_webhook_serves_with_the_rendered_certificate_and_policy() {
         "4f0a2d54-6a4e-4b54-9a0e-000000000001",
         common::seed_worker_pod(),
     );
-    let reply = common::https(addr, &ca_bundle, &server_name, "POST", "/mutate", &review)
+    let path = client_config["service"]["path"].as_str().unwrap();
+    let reply = common::https(addr, &ca_bundle, &server_name, "POST", path, &review)
         .await
         .expect("TLS with the caBundle and the Service name");
     assert_eq!(reply.status, 200, "{}", reply.body);

@@ -192,7 +192,10 @@ fn the_webhook_installed_by_the_chart_mutates_buildbot_pods_and_nothing_else() {
     );
     let configuration = format!("{RELEASE}-buildbot-webhook");
     let mwc = cp.get_json(&["mutatingwebhookconfiguration", &configuration]);
-    assert_eq!(mwc["webhooks"][0]["clientConfig"]["url"], url.as_str());
+    assert_eq!(
+        mwc["webhooks"][0]["clientConfig"]["url"],
+        format!("{url}/privileged")
+    );
     let ca = mwc["webhooks"][0]["clientConfig"]["caBundle"].clone();
     assert!(ca.is_string(), "{mwc}");
 
@@ -294,6 +297,66 @@ fn the_webhook_installed_by_the_chart_mutates_buildbot_pods_and_nothing_else() {
         want["labels"] = Value::Null;
         assert_eq!(surface, want, "{}", pod["metadata"]["name"]);
     }
+
+    // A namespace that enforces restricted: the seed's claim worker is admitted, with what the
+    // profile requires added and no root chown init container, and the user is told what
+    // fsGroup must cover. A hostPath worker is rejected there whatever the webhook does
+    // (baseline and restricted forbid hostPath), with the webhook's word on why.
+    let restricted = cp.namespace(
+        "restricted",
+        &["pod-security.kubernetes.io/enforce=restricted"],
+    );
+    let doc = |name: &str| -> String {
+        fixtures
+            .split("\n---\n")
+            .find(|d| d.contains(&format!("name: {name}\n")))
+            .unwrap()
+            .to_string()
+    };
+    let out = cp
+        .kubectl_stdin(
+            &["apply", "-n", &restricted, "-f", "-"],
+            &doc("seed-worker-claim"),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "restricted rejected the mutated pod: {e}\n{}",
+                webhook.log()
+            )
+        });
+    assert!(
+        out.contains(
+            "Warning: kubectl-buildbot: Pod Security level restricted forbids the root chown"
+        ),
+        "{out}"
+    );
+    let stored = cp.get_json(&["pod", "seed-worker-claim", "-n", &restricted]);
+    assert!(
+        stored["spec"]["initContainers"].is_null(),
+        "{}",
+        stored["spec"]
+    );
+    assert_eq!(stored["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        stored["spec"]["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(stored["spec"]["securityContext"]["fsGroup"], 1000);
+    let worker = &stored["spec"]["containers"][0];
+    assert_eq!(worker["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(worker["securityContext"]["capabilities"]["drop"][0], "ALL");
+    assert!(
+        worker["lifecycle"]["preStop"].is_object(),
+        "graceful stop kept"
+    );
+    let refused = cp
+        .kubectl_stdin(
+            &["apply", "-n", &restricted, "-f", "-"],
+            &doc("seed-worker-hostpath"),
+        )
+        .expect_err("PodSecurity rejects hostPath in restricted");
+    assert!(refused.contains("violates PodSecurity"), "{refused}");
+    assert!(refused.contains("hostPath"), "{refused}");
 
     // deploy's own pods: the webhook reviews them and has nothing to add.
     let patched_before = webhook.metric("buildbot_webhook_patch_operations_total");

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use buildbot_policy::PodSecurityLevel;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind, NamespaceResourceScope};
@@ -133,6 +135,10 @@ pub async fn load_config(
 #[derive(Clone)]
 pub struct Cluster {
     pub client: Client,
+    /// The same connection without kube's retries, for raw paths (the service proxy to
+    /// Buildbot, logs): there a 503 means "the master has no ready endpoint", and retrying it
+    /// with kube's default backoff (15 retries, up to 1000 s apart) hung `status` for minutes.
+    raw: Client,
     pub namespace: String,
     /// The context name, for messages.
     pub context: String,
@@ -152,9 +158,13 @@ impl Cluster {
         let namespace = namespace
             .map(str::to_string)
             .unwrap_or_else(|| config.default_namespace.clone());
+        let mut raw_config = config.clone();
+        raw_config.default_retry = false;
+        let raw = Client::try_from(raw_config).map_err(|e| ClusterError::Config(e.to_string()))?;
         let client = Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))?;
         Ok(Self {
             client,
+            raw,
             namespace,
             context: context.unwrap_or("(current)").to_string(),
         })
@@ -163,6 +173,7 @@ impl Cluster {
     /// For tests: a cluster over any client (a tower-test mock).
     pub fn from_client(client: Client, namespace: &str) -> Self {
         Self {
+            raw: client.clone(),
             client,
             namespace: namespace.to_string(),
             context: "test".into(),
@@ -309,6 +320,20 @@ impl Cluster {
             .map_err(|e| self.explain(e, "reading", "get", &K::kind(&()), name))
     }
 
+    /// The Pod Security level of the namespace (its `pod-security.kubernetes.io/enforce`
+    /// label). `Err` with the reason when it cannot be read (no permission to get
+    /// namespaces, a namespace that does not exist yet, an unknown level).
+    pub async fn pod_security_level(&self) -> Result<PodSecurityLevel, String> {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        match namespaces.get_opt(&self.namespace).await {
+            Ok(Some(ns)) => PodSecurityLevel::of_namespace(ns.metadata.labels.iter().flatten()),
+            Ok(None) => Err(format!("namespace {} does not exist", self.namespace)),
+            Err(e) => Err(self
+                .explain(e, "reading", "get", "Namespace", &self.namespace)
+                .to_string()),
+        }
+    }
+
     /// Whether an object of a kind without a k8s-openapi type (KEDA's) exists.
     pub async fn exists(
         &self,
@@ -367,6 +392,22 @@ impl Cluster {
             .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), selector))
     }
 
+    /// Objects of a kind matching a field selector (`reason=FailedCreate`).
+    pub async fn list_by_fields<K>(&self, fields: &str) -> Result<Vec<K>, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let params = kube::api::ListParams::default().fields(fields);
+        self.typed::<K>()
+            .list(&params)
+            .await
+            .map(|list| list.items)
+            .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), fields))
+    }
+
     /// Sets a workload's replicas through its `scale` subresource (a merge patch, as
     /// `kubectl scale` does).
     pub async fn scale(
@@ -402,7 +443,7 @@ impl Cluster {
             .body(serde_json::to_vec(body).unwrap_or_default())
             .expect("a valid request");
         let text =
-            self.client.request_text(request).await.map_err(|e| {
+            self.raw.request_text(request).await.map_err(|e| {
                 self.explain_as(e, "calling", "create", what, "", path_resource(path))
             })?;
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -413,7 +454,7 @@ impl Cluster {
         let request = http::Request::get(path)
             .body(Vec::new())
             .expect("a valid request");
-        self.client
+        self.raw
             .request_text(request)
             .await
             .map_err(|e| self.explain_as(e, "reading", "get", what, "", path_resource(path)))

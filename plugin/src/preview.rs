@@ -4,7 +4,7 @@
 //! kinds are evaluated with the same [`buildbot_policy::evaluate_json`] the webhook
 //! calls; every other object passes through untouched.
 
-use buildbot_policy::{evaluate_json, Change, Policy};
+use buildbot_policy::{evaluate_json_in, Change, PodSecurityLevel, Policy};
 use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
 use serde::Deserialize;
@@ -113,10 +113,20 @@ pub fn object_id(obj: &Value) -> String {
     }
 }
 
-/// Applies the policy to one object.
+/// Applies the policy to one object, as in a namespace without a Pod Security level.
 pub fn preview_object(
     obj: Value,
     policy: &Policy,
+    source_name: &str,
+) -> Result<Previewed, PreviewError> {
+    preview_object_in(obj, policy, PodSecurityLevel::Privileged, source_name)
+}
+
+/// Applies the policy to one object bound for a namespace of that Pod Security level.
+pub fn preview_object_in(
+    obj: Value,
+    policy: &Policy,
+    level: PodSecurityLevel,
     source_name: &str,
 ) -> Result<Previewed, PreviewError> {
     let id = object_id(&obj);
@@ -143,13 +153,14 @@ pub fn preview_object(
             )],
         });
     };
-    let evaluation = evaluate_json(&as_created(kind, &obj, template), policy).map_err(|error| {
-        PreviewError::BadTemplate {
-            source_name: source_name.into(),
-            id: id.clone(),
-            error,
-        }
-    })?;
+    let evaluation =
+        evaluate_json_in(&as_created(kind, &obj, template), policy, level).map_err(|error| {
+            PreviewError::BadTemplate {
+                source_name: source_name.into(),
+                id: id.clone(),
+                error,
+            }
+        })?;
     let mut after = obj.clone();
     json_patch::patch(&mut after, &rebase(&evaluation.patch, path))
         .expect("the policy's patch applies to its own input");

@@ -11,7 +11,7 @@ use super::role::Role;
 /// Annotation or namespace label that switches injection off when set to `"false"`.
 pub const INJECT_KEY: &str = "kubectl-buildbot.dev/inject";
 /// Pod annotation listing mutations to skip for that pod, comma separated
-/// (`labels,fsGroup,volumeOwnership,resources,gracefulStop`).
+/// (`labels,fsGroup,volumeOwnership,resources,gracefulStop,podSecurity`).
 pub const SKIP_KEY: &str = "kubectl-buildbot.dev/skip";
 /// Pod annotation that states the Buildbot role (`master`, `worker`, `database`) explicitly.
 pub const ROLE_KEY: &str = "kubectl-buildbot.dev/role";
@@ -183,6 +183,8 @@ pub struct Mutations {
     pub volume_ownership: bool,
     pub resources: bool,
     pub graceful_stop: bool,
+    /// In `restricted` namespaces, what the profile requires and the pod leaves unset.
+    pub pod_security: bool,
 }
 
 impl Default for Mutations {
@@ -193,6 +195,7 @@ impl Default for Mutations {
             volume_ownership: true,
             resources: true,
             graceful_stop: true,
+            pod_security: true,
         }
     }
 }

@@ -17,6 +17,7 @@ mod graceful;
 mod labels;
 mod patch;
 mod permissions;
+mod pod_security;
 pub mod quantity;
 mod resources;
 mod role;
@@ -32,6 +33,7 @@ pub use config::{
 };
 pub use graceful::{pre_stop_command, GRACEFUL_STOP_SCRIPT};
 pub use permissions::INIT_CONTAINER_NAME;
+pub use pod_security::{PodSecurityLevel, ENFORCE_LABEL};
 pub use role::{glob_match, image_repository, recognise, Evidence, Recognised, Role};
 
 /// One kind of mutation; the names are those of the policy's `mutations` switches and of the
@@ -43,15 +45,17 @@ pub enum Mutation {
     VolumeOwnership,
     Resources,
     GracefulStop,
+    PodSecurity,
 }
 
 impl Mutation {
-    pub const ALL: [Mutation; 5] = [
+    pub const ALL: [Mutation; 6] = [
         Mutation::Labels,
         Mutation::FsGroup,
         Mutation::VolumeOwnership,
         Mutation::Resources,
         Mutation::GracefulStop,
+        Mutation::PodSecurity,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +65,7 @@ impl Mutation {
             Mutation::VolumeOwnership => "volumeOwnership",
             Mutation::Resources => "resources",
             Mutation::GracefulStop => "gracefulStop",
+            Mutation::PodSecurity => "podSecurity",
         }
     }
 
@@ -71,6 +76,7 @@ impl Mutation {
             Mutation::VolumeOwnership => m.volume_ownership,
             Mutation::Resources => m.resources,
             Mutation::GracefulStop => m.graceful_stop,
+            Mutation::PodSecurity => m.pod_security,
         }
     }
 }
@@ -135,6 +141,8 @@ impl Evaluation {
 pub(crate) struct Ctx<'a> {
     pub pod: &'a Pod,
     pub policy: &'a Policy,
+    /// The Pod Security level the pod is admitted under.
+    pub level: PodSecurityLevel,
     pub role: Role,
     /// Role of each `spec.containers[i]`, `None` for sidecars.
     pub containers: &'a [Option<Role>],
@@ -149,9 +157,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Evaluates the policy for one pod. See the module documentation.
+/// Evaluates the policy for one pod in a namespace without a Pod Security level (privileged).
+/// See the module documentation.
 pub fn evaluate(pod: &Pod, policy: &Policy) -> Evaluation {
-    evaluate_with_doc(pod, || patch::skeleton(pod), policy)
+    evaluate_in(pod, policy, PodSecurityLevel::Privileged)
+}
+
+/// Evaluates the policy for one pod admitted under `level`: nothing that level forbids is
+/// injected.
+pub fn evaluate_in(pod: &Pod, policy: &Policy, level: PodSecurityLevel) -> Evaluation {
+    evaluate_with_doc(pod, || patch::skeleton(pod), policy, level)
 }
 
 /// Evaluates the policy for a pod given as JSON exactly as written (a pod template from a
@@ -161,14 +176,24 @@ pub fn evaluate_json(
     doc: &serde_json::Value,
     policy: &Policy,
 ) -> Result<Evaluation, serde_json::Error> {
+    evaluate_json_in(doc, policy, PodSecurityLevel::Privileged)
+}
+
+/// [`evaluate_json`] for a pod admitted under `level`.
+pub fn evaluate_json_in(
+    doc: &serde_json::Value,
+    policy: &Policy,
+    level: PodSecurityLevel,
+) -> Result<Evaluation, serde_json::Error> {
     let pod: Pod = serde_json::from_value(doc.clone())?;
-    Ok(evaluate_with_doc(&pod, || doc.clone(), policy))
+    Ok(evaluate_with_doc(&pod, || doc.clone(), policy, level))
 }
 
 fn evaluate_with_doc(
     pod: &Pod,
     doc: impl FnOnce() -> serde_json::Value,
     policy: &Policy,
+    level: PodSecurityLevel,
 ) -> Evaluation {
     let annotations = pod.metadata.annotations.as_ref();
     let annotation = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
@@ -199,6 +224,7 @@ fn evaluate_with_doc(
     let mut ctx = Ctx {
         pod,
         policy,
+        level,
         role,
         containers: &containers,
         patch: patch::PatchBuilder::new(doc()),
@@ -215,6 +241,7 @@ fn evaluate_with_doc(
             Mutation::VolumeOwnership => permissions::apply_volume_ownership(&mut ctx),
             Mutation::Resources => resources::apply(&mut ctx),
             Mutation::GracefulStop => graceful::apply(&mut ctx),
+            Mutation::PodSecurity => pod_security::apply(&mut ctx),
         }
     }
     Evaluation {

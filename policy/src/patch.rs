@@ -43,6 +43,9 @@ pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
                     if let Some(r) = &c.resources {
                         m.insert("resources".into(), to(r));
                     }
+                    if let Some(sc) = &c.security_context {
+                        m.insert("securityContext".into(), to(sc));
+                    }
                     Value::Object(m)
                 })
                 .collect();
@@ -58,6 +61,9 @@ pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
                 }
                 if let Some(l) = &c.lifecycle {
                     m.insert("lifecycle".into(), to(l));
+                }
+                if let Some(sc) = &c.security_context {
+                    m.insert("securityContext".into(), to(sc));
                 }
                 Value::Object(m)
             })

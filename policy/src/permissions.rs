@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext,
 use serde_json::{json, Value};
 
 use super::config::UserGroup;
-use super::{containers, Ctx, Mutation, Role};
+use super::{containers, Ctx, Mutation, PodSecurityLevel, Role};
 
 /// Name of the injected init container; its presence means the pod was already handled.
 pub const INIT_CONTAINER_NAME: &str = "buildbot-volume-permissions";
@@ -169,6 +169,20 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
     }
     targets.retain(|t| t.owner.uid != 0); // root-run containers can write anything
     if targets.is_empty() {
+        return;
+    }
+    if ctx.level == PodSecurityLevel::Restricted {
+        // Restricted forbids a root container and added capabilities: the volumes rely on
+        // fsGroup, which the kubelet applies to claims of most CSI drivers.
+        let mut volumes: Vec<&str> = targets.iter().map(|t| t.volume.as_str()).collect();
+        volumes.sort_unstable();
+        volumes.dedup();
+        ctx.warnings.push(format!(
+            "Pod Security level restricted forbids the root chown init container: volumes {} \
+             rely on fsGroup; hostPath and local volumes may stay root-owned (use a namespace \
+             with pod-security.kubernetes.io/enforce=baseline, or chown them at the storage level)",
+            volumes.join(", ")
+        ));
         return;
     }
     if pod_sc(ctx).is_some_and(|s| s.run_as_non_root == Some(true)) {

@@ -525,6 +525,122 @@ fn init_containers_get_requests_capped_at_what_the_pod_already_requests() {
     assert_eq!(requests(&doc, "initContainers", 0), Value::Null);
 }
 
+/// PodSecurity admission runs after mutating webhooks: under `restricted` the policy must not
+/// add the root chown init container, which that level rejects; `baseline` allows it.
+#[test]
+fn the_pod_security_level_decides_the_chown_init_container() {
+    let policy = Policy::default();
+    for (level, chown) in [
+        (PodSecurityLevel::Privileged, true),
+        (PodSecurityLevel::Baseline, true),
+        (PodSecurityLevel::Restricted, false),
+    ] {
+        let eval = evaluate_in(&pod(SEED_MASTER), &policy, level);
+        let mut doc = raw(SEED_MASTER);
+        json_patch::patch(&mut doc, &eval.patch).unwrap();
+        let has_init = doc["spec"]["initContainers"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["name"] == INIT_CONTAINER_NAME));
+        assert_eq!(has_init, chown, "{level}");
+        // fsGroup is what restricted leaves the volume to.
+        assert_eq!(doc["spec"]["securityContext"]["fsGroup"], 1000, "{level}");
+        let warned = eval
+            .warnings
+            .iter()
+            .any(|w| w.contains("restricted forbids"));
+        assert_eq!(warned, !chown, "{level}: {:?}", eval.warnings);
+        // Everything else is the same at every level.
+        let again = evaluate_json_in(&doc, &policy, level).unwrap();
+        assert!(again.patch.0.is_empty(), "{level}: {:?}", again.patch);
+    }
+}
+
+/// A seed-style worker on a claim, in a `restricted` namespace: the policy adds what the
+/// profile requires and the pod left unset, so that PodSecurity admits it; what the user set
+/// against the profile is kept and reported.
+#[test]
+fn restricted_namespaces_get_what_the_profile_requires() {
+    let claim_worker = "metadata: {labels: {app: buildbot, tier: worker}}\nspec:\n  initContainers: [{name: setup, image: busybox}]\n  containers:\n  - {name: worker, image: buildbot/buildbot-worker, volumeMounts: [{name: b, mountPath: /buildbot}]}\n  - {name: sidecar, image: nginx}\n  volumes: [{name: b, persistentVolumeClaim: {claimName: builds}}]";
+    let policy = Policy::default();
+    let mut doc = raw(claim_worker);
+    let eval = evaluate_json_in(&doc, &policy, PodSecurityLevel::Restricted).unwrap();
+    json_patch::patch(&mut doc, &eval.patch).unwrap();
+    let spec = &doc["spec"];
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"],
+        json!({"type": "RuntimeDefault"})
+    );
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(spec["securityContext"]["fsGroup"], 1000);
+    for list in ["initContainers", "containers"] {
+        for c in spec[list].as_array().unwrap() {
+            assert_eq!(
+                c["securityContext"]["allowPrivilegeEscalation"], false,
+                "{c}"
+            );
+            assert_eq!(
+                c["securityContext"]["capabilities"]["drop"],
+                json!(["ALL"]),
+                "{c}"
+            );
+        }
+    }
+    assert_eq!(
+        spec["initContainers"].as_array().unwrap().len(),
+        1,
+        "no chown init container"
+    );
+    // The Buildbot container runs as its role's user; the sidecar's user is its image's.
+    assert_eq!(spec["containers"][0]["securityContext"]["runAsUser"], 1000);
+    assert!(spec["containers"][1]["securityContext"]["runAsUser"].is_null());
+    assert!(
+        eval.injected().contains(&"podSecurity"),
+        "{:?}",
+        eval.injected()
+    );
+    let again = evaluate_json_in(&doc, &policy, PodSecurityLevel::Restricted).unwrap();
+    assert!(again.patch.0.is_empty(), "{:?}", again.patch);
+
+    // What the user set against the profile is kept, and said.
+    let (level, root_sidecar, expected) = (
+        PodSecurityLevel::Restricted,
+        claim_worker.replace(
+            "image: nginx}",
+            "image: nginx, securityContext: {runAsUser: 0, capabilities: {add: [NET_ADMIN]}}}",
+        ),
+        ["runs as root", "adds capabilities"],
+    );
+    let eval = evaluate_json_in(&raw(&root_sidecar), &policy, level).unwrap();
+    for e in expected {
+        assert!(
+            eval.warnings.iter().any(|w| w.contains(e)),
+            "{e}: {:?}",
+            eval.warnings
+        );
+    }
+    // hostPath cannot be admitted under baseline or restricted: said, not hidden.
+    for level in [PodSecurityLevel::Baseline, PodSecurityLevel::Restricted] {
+        let eval = evaluate_in(&pod(SEED_WORKER), &policy, level);
+        assert!(
+            eval.warnings
+                .iter()
+                .any(|w| w.contains("forbids hostPath volumes")),
+            "{level}: {:?}",
+            eval.warnings
+        );
+    }
+    // Baseline and privileged namespaces get none of the restricted defaults.
+    for level in [PodSecurityLevel::Privileged, PodSecurityLevel::Baseline] {
+        let eval = evaluate_json_in(&raw(claim_worker), &policy, level).unwrap();
+        assert!(!eval.injected().contains(&"podSecurity"), "{level}");
+    }
+    // And the switch turns it off.
+    let mut off = Policy::default();
+    off.mutations.pod_security = false;
+    let eval = evaluate_json_in(&raw(claim_worker), &off, PodSecurityLevel::Restricted).unwrap();
+    assert!(!eval.injected().contains(&"podSecurity"));
+}
+
 #[test]
 fn opt_out_annotation_and_skip_list() {
     let out = SEED_WORKER.replace(
@@ -557,6 +673,8 @@ fn each_mutation_can_be_switched_off_in_the_policy() {
             Mutation::VolumeOwnership => policy.mutations.volume_ownership = false,
             Mutation::Resources => policy.mutations.resources = false,
             Mutation::GracefulStop => policy.mutations.graceful_stop = false,
+            // Only acts in restricted namespaces: see the Pod Security tests.
+            Mutation::PodSecurity => policy.mutations.pod_security = false,
         }
         let (eval, _) = run_with(SEED_WORKER, &policy);
         let expected: Vec<&str> = [
@@ -704,13 +822,20 @@ mod properties {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
-        fn patch_applies_is_idempotent_and_never_overwrites(doc in pod_strategy()) {
+        fn patch_applies_is_idempotent_and_never_overwrites(
+            doc in pod_strategy(),
+            level in prop::sample::select(vec![
+                PodSecurityLevel::Privileged,
+                PodSecurityLevel::Baseline,
+                PodSecurityLevel::Restricted,
+            ]),
+        ) {
             let policy = Policy::default();
             let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
-            let eval = evaluate(&pod, &policy);
+            let eval = evaluate_in(&pod, &policy, level);
             let mut patched = doc.clone();
             json_patch::patch(&mut patched, &eval.patch).unwrap();
-            let second = evaluate(&serde_json::from_value(patched.clone()).unwrap(), &policy);
+            let second = evaluate_in(&serde_json::from_value(patched.clone()).unwrap(), &policy, level);
             prop_assert!(second.patch.0.is_empty(), "second pass: {:?}", second.patch);
             let mut changed = Vec::new();
             leaves_kept(&doc, &patched, "", &mut changed);
@@ -720,7 +845,7 @@ mod properties {
                 prop_assert!(eval.patch.0.is_empty());
             }
             // The skeleton the typed path builds on gives the very patch the full document gives.
-            let full = evaluate_json(&serde_json::to_value(&pod).unwrap(), &policy).unwrap();
+            let full = evaluate_json_in(&serde_json::to_value(&pod).unwrap(), &policy, level).unwrap();
             prop_assert_eq!(&eval.patch, &full.patch);
         }
     }

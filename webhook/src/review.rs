@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
 
-use buildbot_policy::{evaluate, Evaluation, Policy, Role, Skipped};
+use buildbot_policy::{evaluate_in, Evaluation, PodSecurityLevel, Policy, Role, Skipped};
 
 /// What happened to one review, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,8 +91,18 @@ const API_VERSION: &str = "admission.k8s.io/v1";
 
 /// Answers one AdmissionReview given as the raw request body.
 pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
+    review_in(body, policy, PodSecurityLevel::Privileged)
+}
+
+/// [`review`] for a pod in a namespace whose Pod Security level is `level` (the webhook path
+/// `/mutate/LEVEL`, which the API server calls for namespaces with that enforce label).
+pub fn review_in(
+    body: &[u8],
+    policy: &Policy,
+    level: PodSecurityLevel,
+) -> Result<Reviewed, ReviewError> {
     match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
-        Ok(review) => review_pod(review, policy),
+        Ok(review) => review_pod(review, policy, level),
         Err(pod_error) => {
             // Still a review? Then the object is what failed: allow it, say why.
             let review: AdmissionReview<DynamicObject> =
@@ -147,7 +157,11 @@ fn request<T: kube::core::Resource>(
     review.try_into().map_err(|_| ReviewError::NoRequest)
 }
 
-fn review_pod(review: AdmissionReview<Pod>, policy: &Policy) -> Result<Reviewed, ReviewError> {
+fn review_pod(
+    review: AdmissionReview<Pod>,
+    policy: &Policy,
+    level: PodSecurityLevel,
+) -> Result<Reviewed, ReviewError> {
     let req = request(review)?;
     let response = AdmissionResponse::from(&req);
     let unchanged = |response: AdmissionResponse| Reviewed {
@@ -166,7 +180,7 @@ fn review_pod(review: AdmissionReview<Pod>, policy: &Policy) -> Result<Reviewed,
         return Ok(unchanged(response));
     };
 
-    let evaluation = evaluate(pod, policy);
+    let evaluation = evaluate_in(pod, policy, level);
     let injected = evaluation.injected().join(",");
     let Evaluation {
         role,

@@ -417,3 +417,53 @@ async fn overload_beyond_the_connection_limit_is_refused_cleanly_and_recovers() 
         .render()
         .contains("buildbot_webhook_connections_rejected_total 24"));
 }
+
+/// The chart sends namespaces labelled `pod-security.kubernetes.io/enforce=restricted` to
+/// `/mutate/restricted`: no root chown init container there, which PodSecurity would reject.
+#[tokio::test]
+async fn each_pod_security_level_has_its_path() {
+    let srv = start(|_| {}).await;
+    let body = admission_review("5c1b-level", seed_master_pod());
+    let patch_of = |reply: Reply| -> String {
+        let v = reply.json();
+        let patch = v["response"]["patch"].as_str().unwrap_or_default();
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(patch)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let post = |path: &'static str| {
+        let body = body.clone();
+        let (addr, ca) = (srv.addr, srv.ca.pem());
+        async move {
+            https(addr, &ca, "localhost", "POST", path, &body)
+                .await
+                .expect("request")
+        }
+    };
+    for (path, chown) in [
+        ("/mutate", true),
+        ("/mutate/privileged", true),
+        ("/mutate/baseline", true),
+        ("/mutate/restricted", false),
+    ] {
+        let reply = post(path).await;
+        assert_eq!(reply.status, 200, "{path}");
+        let patch = patch_of(reply);
+        assert_eq!(
+            patch.contains("buildbot-volume-permissions"),
+            chown,
+            "{path}: {patch}"
+        );
+        assert!(patch.contains("fsGroup"), "{path}: {patch}");
+    }
+    let reply = post("/mutate/strict").await;
+    assert_eq!(reply.status, 404);
+    assert!(
+        reply.body.contains("not a Pod Security level"),
+        "{}",
+        reply.body
+    );
+}

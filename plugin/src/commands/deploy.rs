@@ -32,8 +32,16 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let cluster = frontend::connect(cli).await?;
-    let spec = deploy_spec(args, &cluster.namespace)?;
+    let mut spec = deploy_spec(args, &cluster.namespace)?;
     let existing = discover(&cluster, &spec).await?;
+    // Render nothing the namespace's Pod Security level would reject.
+    match cluster.pod_security_level().await {
+        Ok(level) => spec.pod_security = level,
+        Err(why) => eprintln!(
+            "Warning: the namespace's Pod Security level is unknown ({why}); rendering for \
+             privileged: in a baseline or restricted namespace pods may be rejected"
+        ),
+    }
     let (spec, secrets) = reconcile(spec, args.workers.is_some(), existing);
     let (objects, warnings) = objects(&spec, &secrets);
     print_warnings(&warnings);

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 
 use crate::buildbot_api::BuildbotApi;
 use crate::cli::{Cli, StatusArgs, StatusFormat};
@@ -56,8 +56,36 @@ pub async fn collect(cluster: &Cluster, spec: &DeploySpec) -> Result<Observed, C
             observed.logs.push((pod.name.clone(), log));
         }
     }
+    observed.failed_creates = failed_creates(cluster, spec).await;
     if observed.master.is_some() {
         observed.rest = BuildbotApi::new(cluster, spec).snapshot().await;
     }
     Ok(observed)
+}
+
+/// The newest `FailedCreate` event of each of the installation's workloads (the master's
+/// ReplicaSets, the StatefulSets). Events are diagnostics: when they cannot be read, none.
+async fn failed_creates(cluster: &Cluster, spec: &DeploySpec) -> Vec<(String, String)> {
+    let Ok(mut events) = cluster.list_by_fields::<Event>("reason=FailedCreate").await else {
+        return Vec::new();
+    };
+    events.sort_by_key(|e| e.last_timestamp.clone().map(|t| t.0));
+    let ours = |kind: &str, name: &str| match kind {
+        "StatefulSet" => name == spec.postgres_name() || name == spec.worker_name(),
+        "ReplicaSet" => name
+            .strip_prefix(&format!("{}-", spec.master_name()))
+            .is_some_and(|hash| !hash.contains('-')),
+        _ => false,
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in events.iter().rev() {
+        let (Some(kind), Some(name)) = (&e.involved_object.kind, &e.involved_object.name) else {
+            continue;
+        };
+        let id = format!("{}/{name}", kind.to_ascii_lowercase());
+        if ours(kind, name) && !out.iter().any(|(w, _)| *w == id) {
+            out.push((id, e.message.clone().unwrap_or_default()));
+        }
+    }
+    out
 }

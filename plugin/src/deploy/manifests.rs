@@ -15,7 +15,7 @@ use super::spec::{
     Database, DeploySpec, MasterConfig, DB_NAME, POSTGRES_PORT, WEB_PORT, WORKER_PORT,
     WORKER_RUN_DIR, WORKER_SECRETS_DIR,
 };
-use crate::preview::{preview_object, Previewed};
+use crate::preview::{preview_object_in, Previewed};
 
 /// Annotation on the master's pod template that changes with master.cfg, so that a new
 /// configuration rolls the master.
@@ -46,7 +46,8 @@ pub fn build(spec: &DeploySpec, secrets: &Secrets) -> Vec<Previewed> {
     objects
         .into_iter()
         .map(|o| {
-            preview_object(o, &spec.policy, "deploy").expect("deploy builds valid pod templates")
+            preview_object_in(o, &spec.policy, spec.pod_security, "deploy")
+                .expect("deploy builds valid pod templates")
         })
         .collect()
 }
@@ -567,7 +568,8 @@ mod tests {
         let objs = objects(&DeploySpec::new("bb", "ci"));
         for o in &objs {
             let again =
-                preview_object(o.clone(), &buildbot_policy::Policy::default(), "t").unwrap();
+                crate::preview::preview_object(o.clone(), &buildbot_policy::Policy::default(), "t")
+                    .unwrap();
             assert!(!again.changed(), "{} changed again", again.id);
         }
     }

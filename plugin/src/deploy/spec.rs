@@ -1,7 +1,7 @@
 //! What `kubectl buildbot deploy` builds: the user's choices, validated, and every name
 //! derived from the installation name in one place.
 
-use buildbot_policy::{Policy, Role};
+use buildbot_policy::{PodSecurityLevel, Policy, Role};
 
 /// The Buildbot version the default images and the tests use.
 pub const BUILDBOT_VERSION: &str = "v4.3.0";
@@ -61,6 +61,9 @@ pub struct DeploySpec {
     pub web_url: String,
     /// The same policy the webhook applies to pods.
     pub policy: Policy,
+    /// The namespace's Pod Security level (its `pod-security.kubernetes.io/enforce` label):
+    /// nothing it forbids is rendered.
+    pub pod_security: PodSecurityLevel,
 }
 
 /// A deploy request that cannot work.
@@ -98,6 +101,7 @@ impl DeploySpec {
             storage_class: None,
             web_url: format!("http://localhost:{WEB_PORT}/"),
             policy: Policy::default(),
+            pod_security: PodSecurityLevel::default(),
         }
     }
 

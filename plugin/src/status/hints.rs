@@ -20,6 +20,8 @@ pub struct Facts<'a> {
     pub rest_error: Option<&'a str>,
     /// Last log lines of crash-looping containers, by pod name.
     pub logs: &'a [(String, String)],
+    /// Pods a controller could not create: (`kind/name`, why).
+    pub failed_creates: &'a [(String, String)],
 }
 
 /// Every hint, in a stable order: nothing deployed, claims, pods, Buildbot.
@@ -37,6 +39,22 @@ pub fn diagnose(f: &Facts<'_>) -> Vec<String> {
         ));
     }
     hints.extend(f.pods.iter().filter_map(|p| pod_hint(p, f.logs)));
+    for (workload, message) in f.failed_creates {
+        let hint = if message.contains("violates PodSecurity") {
+            format!(
+                "{workload} cannot create its pods: the namespace's Pod Security level rejects them: {message}\n  \
+                 hint: `kubectl buildbot deploy {name} -n {ns}` renders for the namespace's level; pods from \
+                 elsewhere get it from the buildbot-webhook chart; or lower the level with \
+                 `kubectl label namespace {ns} pod-security.kubernetes.io/enforce=baseline --overwrite`",
+                name = spec.name
+            )
+        } else {
+            format!("{workload} cannot create its pods: {message}")
+        };
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
+    }
     match (f.buildbot, f.rest_error) {
         (Some(b), _) => {
             for p in f

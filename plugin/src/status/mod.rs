@@ -77,6 +77,9 @@ pub struct Observed {
     pub rest: Result<Snapshot, String>,
     /// Last log lines of crash-looping containers, by pod name.
     pub logs: Vec<(String, String)>,
+    /// Pods the installation's controllers could not create: (`kind/name`, the event's
+    /// message), from `FailedCreate` events.
+    pub failed_creates: Vec<(String, String)>,
 }
 
 impl Default for Observed {
@@ -89,6 +92,7 @@ impl Default for Observed {
             claims: Vec::new(),
             rest: Err("not asked".into()),
             logs: Vec::new(),
+            failed_creates: Vec::new(),
         }
     }
 }
@@ -189,6 +193,7 @@ pub fn assemble(spec: &DeploySpec, observed: Observed) -> Status {
         buildbot: buildbot.as_ref(),
         rest_error: observed.rest.as_ref().err().map(String::as_str),
         logs: &observed.logs,
+        failed_creates: &observed.failed_creates,
     });
     let healthy = components.iter().all(Readiness::done) && hints.is_empty();
     Status {
@@ -250,6 +255,7 @@ mod tests {
                 )],
                 rest: Ok(rest),
                 logs: vec![],
+                failed_creates: vec![],
             },
         );
         assert!(s.healthy, "{:?}", s.hints);
@@ -302,6 +308,7 @@ mod tests {
                     "bb-7d9-x".into(),
                     "could not translate host name \"db\"".into(),
                 )],
+                failed_creates: vec![],
             },
         );
         assert!(!s.healthy);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::Metrics;
-use crate::review::{review, Outcome};
-use buildbot_policy::Policy;
+use crate::review::{review_in, Outcome};
+use buildbot_policy::{PodSecurityLevel, Policy};
 use tls::{CertReloader, TlsError};
 
 /// The API server's own limit on a request body.
@@ -197,6 +197,7 @@ async fn watch_certificate(certs: Arc<CertReloader>, metrics: Arc<Metrics>, ever
 fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/mutate", post(mutate))
+        .route("/mutate/{level}", post(mutate_at))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -229,6 +230,23 @@ fn plain(status: StatusCode, message: String) -> Response {
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    serve_review(&state, PodSecurityLevel::Privileged, request).await
+}
+
+/// `/mutate/baseline` and `/mutate/restricted`: the chart's webhooks for namespaces whose
+/// `pod-security.kubernetes.io/enforce` label says so (the API server matches the label).
+async fn mutate_at(
+    State(state): State<Arc<AppState>>,
+    Path(level): Path<String>,
+    request: Request,
+) -> Response {
+    match level.parse() {
+        Ok(level) => serve_review(&state, level, request).await,
+        Err(e) => plain(StatusCode::NOT_FOUND, format!("/mutate/{level}: {e}")),
+    }
+}
+
+async fn serve_review(state: &AppState, level: PodSecurityLevel, request: Request) -> Response {
     let started = Instant::now();
     let body: Body = request.into_body();
     let bytes: Bytes = match tokio::time::timeout(
@@ -253,7 +271,7 @@ async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Respons
             );
         }
     };
-    match review(&bytes, &state.policy) {
+    match review_in(&bytes, &state.policy, level) {
         Ok(reviewed) => {
             let took = started.elapsed();
             state
