@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::{output_of, repo_root, temp_dir, tool};
+use crate::{output_of, output_with_stdin, repo_root, temp_dir, tool, workspace_binary};
 
 /// The running control plane of this test binary.
 pub struct ControlPlane {
@@ -52,33 +52,24 @@ impl ControlPlane {
 
     /// `kubectl ARGS` with `stdin`.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Result<String, String> {
-        use std::io::Write as _;
-        let mut child = Command::new(tool("kubectl"))
+        output_with_stdin(
+            Command::new(tool("kubectl"))
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(args),
+            stdin,
+        )
+    }
+
+    /// The real `kubectl-buildbot` binary against it: `-n NAMESPACE ARGS`.
+    pub fn kubectl_buildbot(&self, namespace: &str, args: &[&str]) -> std::process::Output {
+        Command::new(workspace_binary("kubectl-buildbot"))
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .args(["-n", namespace])
             .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run kubectl");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if out.status.success() {
-            Ok(text)
-        } else {
-            Err(text)
-        }
+            .output()
+            .expect("run kubectl-buildbot")
     }
 
     /// An object as JSON (`kubectl get -o json`).

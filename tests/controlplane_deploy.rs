@@ -5,30 +5,19 @@
 //! deletion that keeps the data, and a refused object that leaves nothing half-applied.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use e2e_tests::controlplane::{wait_until, ControlPlane};
-use e2e_tests::workspace_binary;
 use serde_json::Value;
 
 /// `kubectl-buildbot ARGS -n NS` against the control plane.
 fn bb(ns: &str, args: &[&str]) -> Output {
-    Command::new(workspace_binary("kubectl-buildbot"))
-        .arg("--kubeconfig")
-        .arg(ControlPlane::shared().kubeconfig())
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .expect("run kubectl-buildbot")
+    ControlPlane::shared().kubectl_buildbot(ns, args)
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    e2e_tests::text_of(out)
 }
 
 fn ok(ns: &str, args: &[&str]) -> String {

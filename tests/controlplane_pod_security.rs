@@ -3,32 +3,22 @@
 //! that PodSecurity rejects, and the policy never turns a pod that `restricted` admits into one
 //! it rejects, checked by the API server itself over held fixtures and generated pods.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use buildbot_policy::{evaluate_json_in, PodSecurityLevel, Policy, INIT_CONTAINER_NAME};
 use e2e_tests::controlplane::{wait_until, ControlPlane};
-use e2e_tests::{repo_root, workspace_binary};
+use e2e_tests::repo_root;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 use serde_json::{json, Value};
 
 fn bb(ns: &str, args: &[&str]) -> Output {
-    Command::new(workspace_binary("kubectl-buildbot"))
-        .arg("--kubeconfig")
-        .arg(ControlPlane::shared().kubeconfig())
-        .args(["-n", ns])
-        .args(args)
-        .output()
-        .expect("run kubectl-buildbot")
+    ControlPlane::shared().kubectl_buildbot(ns, args)
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    e2e_tests::text_of(out)
 }
 
 fn level_namespace(cp: &ControlPlane, tag: &str, level: &str) -> String {

@@ -362,17 +362,8 @@ fn the_webhook_installed_by_the_chart_mutates_buildbot_pods_and_nothing_else() {
     let patched_before = webhook.metric("buildbot_webhook_patch_operations_total");
     let reviewed_before = webhook.metric("buildbot_webhook_reviews_total{outcome=\"unchanged\"}");
     let deployed = cp.namespace("deployed", &[]);
-    let out = Command::new(workspace_binary("kubectl-buildbot"))
-        .arg("--kubeconfig")
-        .arg(cp.kubeconfig())
-        .args(["-n", &deployed, "deploy", "bb", "--timeout", "3m"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cp.kubectl_buildbot(&deployed, &["deploy", "bb", "--timeout", "3m"]);
+    assert!(out.status.success(), "{}", e2e_tests::text_of(&out));
     assert_eq!(
         webhook.metric("buildbot_webhook_patch_operations_total"),
         patched_before,

@@ -18,9 +18,13 @@ const SUCCESS: i64 = 0;
 
 /// Starts bb-worker-0, waits for it, forces a 20 s build and waits until it runs on it.
 fn build_running(i: &Installation) -> (WorkerProcess, Value) {
+    build_of_seconds_running(i, BUILD_SECONDS)
+}
+
+/// Starts bb-worker-0, forces a build of `seconds` and waits until it runs on it.
+fn build_of_seconds_running(i: &Installation, seconds: &str) -> (WorkerProcess, Value) {
     let worker = i.start_connected_worker("bb-worker-0");
-    i.master
-        .force("hello", json!({"build_seconds": BUILD_SECONDS}));
+    i.master.force("hello", json!({"build_seconds": seconds}));
     let build = wait_for("the build to start", Duration::from_secs(60), || {
         i.master
             .builds()
@@ -76,24 +80,25 @@ fn run_pre_stop(command: &[String], env: &[(String, String)]) -> Child {
         .expect("run the preStop hook")
 }
 
-#[test]
-fn the_injected_pre_stop_hook_lets_the_build_finish_then_the_worker_exits() {
-    let i = Installation::start(1);
-    // The hook exactly as the policy wrote it into the worker StatefulSet's pod spec.
-    let hook: Vec<String> = i.worker_container()["lifecycle"]["preStop"]["exec"]["command"]
-        .as_array()
-        .expect("the policy injected a preStop exec hook")
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
-    let grace = e2e_tests::installation::find(&i.objects, "StatefulSet", "bb-worker")["spec"]
-        ["template"]["spec"]["terminationGracePeriodSeconds"]
-        .as_i64()
-        .unwrap();
-    assert!(grace >= 3600, "grace {grace}");
+/// What a drain measured.
+struct Drained {
+    hook_log: String,
+    hook_seconds: f64,
+    worker_seconds: f64,
+}
 
-    let (mut worker, build) = build_running(&i);
-    let mut pre_stop = run_pre_stop(&hook, &i.worker_env("bb-worker-0"));
+/// A build of `build_seconds` running on bb-worker-0, then `hook` run as the kubelet runs a
+/// preStop hook, with `env`: the hook succeeds, a build requested meanwhile does not start on
+/// that worker, the running build ends in SUCCESS, and the worker exits by itself.
+fn drain(
+    i: &Installation,
+    hook: &[String],
+    env: &[(String, String)],
+    build_seconds: u64,
+) -> Drained {
+    let (mut worker, build) = build_of_seconds_running(i, &build_seconds.to_string());
+    let started = std::time::Instant::now();
+    let mut pre_stop = run_pre_stop(hook, env);
 
     // While it drains, a new build request must wait: the worker takes no new build.
     std::thread::sleep(Duration::from_secs(2));
@@ -102,9 +107,10 @@ fn the_injected_pre_stop_hook_lets_the_build_finish_then_the_worker_exits() {
 
     let status = wait_for(
         "the preStop hook to return",
-        Duration::from_secs(120),
+        Duration::from_secs(build_seconds + 120),
         || pre_stop.try_wait().unwrap(),
     );
+    let hook_seconds = started.elapsed().as_secs_f64();
     let output = pre_stop.wait_with_output().unwrap();
     let hook_log = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
@@ -131,6 +137,7 @@ fn the_injected_pre_stop_hook_lets_the_build_finish_then_the_worker_exits() {
         "worker exited once idle\n{}",
         worker.log()
     );
+    let worker_seconds = started.elapsed().as_secs_f64();
     worker.signal("TERM"); // what the kubelet does next: nothing left to kill
 
     let builds = i.master.builds();
@@ -144,6 +151,29 @@ fn the_injected_pre_stop_hook_lets_the_build_finish_then_the_worker_exits() {
         1,
         "the second request is still queued for another worker"
     );
+    Drained {
+        hook_log,
+        hook_seconds,
+        worker_seconds,
+    }
+}
+
+#[test]
+fn the_injected_pre_stop_hook_lets_the_build_finish_then_the_worker_exits() {
+    let i = Installation::start(1);
+    // The hook exactly as the policy wrote it into the worker StatefulSet's pod spec.
+    let hook: Vec<String> = i.worker_container()["lifecycle"]["preStop"]["exec"]["command"]
+        .as_array()
+        .expect("the policy injected a preStop exec hook")
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    let grace = e2e_tests::installation::find(&i.objects, "StatefulSet", "bb-worker")["spec"]
+        ["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap();
+    assert!(grace >= 3600, "grace {grace}");
+    drain(&i, &hook, &i.worker_env("bb-worker-0"), 20);
 }
 
 #[test]
@@ -225,64 +255,18 @@ fn seed_env(i: &Installation, worker: &str) -> Vec<(String, String)> {
 /// itself. Prints the measured drain.
 fn seed_worker_drains_with_master_on(web_port: u16, build_seconds: u64) {
     let i = Installation::start_with_web_port(1, Some(web_port));
-    let hook = seed_worker_hook();
-    let mut worker = i.start_connected_worker("bb-worker-0");
-    i.master
-        .force("hello", json!({"build_seconds": build_seconds.to_string()}));
-    let build = wait_for("the build to start", Duration::from_secs(60), || {
-        i.master
-            .builds()
-            .into_iter()
-            .find(|b| b["complete"] == false && b["workerid"].is_number())
-    });
-    std::thread::sleep(Duration::from_secs(2));
-
-    let started = std::time::Instant::now();
-    let mut pre_stop = run_pre_stop(&hook, &seed_env(&i, "bb-worker-0"));
-    std::thread::sleep(Duration::from_secs(2));
-    i.master.force("hello", json!({"build_seconds": "1"}));
-
-    let status = wait_for(
-        "the preStop hook to return",
-        Duration::from_secs(build_seconds + 120),
-        || pre_stop.try_wait().unwrap(),
-    );
-    let hook_seconds = started.elapsed().as_secs_f64();
-    let output = pre_stop.wait_with_output().unwrap();
-    let hook_log = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        status.success(),
-        "preStop failed: {hook_log}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let drained = drain(
+        &i,
+        &seed_worker_hook(),
+        &seed_env(&i, "bb-worker-0"),
+        build_seconds,
     );
     let used = format!("using the master at http://127.0.0.1:{web_port}/");
-    assert!(hook_log.contains(&used), "{hook_log}");
-    assert!(hook_log.contains("no longer connected"), "{hook_log}");
-
-    let done = build_result(&i.master, &build["buildid"]);
-    assert_eq!(
-        done["results"],
-        SUCCESS,
-        "the running build finished: {done}\n{}",
-        worker.log()
-    );
-    let exited = worker.wait_exit(Duration::from_secs(15));
-    assert!(
-        exited.is_some(),
-        "worker exited once idle\n{}",
-        worker.log()
-    );
-    let worker_seconds = started.elapsed().as_secs_f64();
-    let builds = i.master.builds();
-    assert_eq!(
-        builds.len(),
-        1,
-        "no new build started on the draining worker: {builds:?}"
-    );
-    assert_eq!(demand(&i.master), 1, "the second request is still queued");
+    assert!(drained.hook_log.contains(&used), "{}", drained.hook_log);
     println!(
         "drain with the master on {web_port}: {build_seconds} s build, preStop returned after \
-         {hook_seconds:.1} s, worker exited after {worker_seconds:.1} s, result SUCCESS"
+         {:.1} s, worker exited after {:.1} s, result SUCCESS",
+        drained.hook_seconds, drained.worker_seconds
     );
 }
 

@@ -97,16 +97,41 @@ pub fn output_of(command: &mut Command) -> Result<String, String> {
     let out = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    result_of(&out)
+}
+
+/// [`output_of`], with `stdin` written to the command's standard input.
+pub fn output_with_stdin(command: &mut Command, stdin: &str) -> Result<String, String> {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    // The command may rightly exit before reading everything; its output says why.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    result_of(&child.wait_with_output().unwrap())
+}
+
+/// A finished command's stdout and stderr: `Ok` when it succeeded, `Err` otherwise.
+pub fn result_of(out: &std::process::Output) -> Result<String, String> {
+    let text = text_of(out);
     if out.status.success() {
         Ok(text)
     } else {
         Err(text)
     }
+}
+
+/// A finished command's stdout, then its stderr.
+pub fn text_of(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// The real `kubernetes-validate --strict` on objects, for a Kubernetes version ("1.34.0").

@@ -384,12 +384,8 @@ impl Cluster {
             + DeserializeOwned
             + std::fmt::Debug,
     {
-        let params = kube::api::ListParams::default().labels(selector);
-        self.typed::<K>()
-            .list(&params)
+        self.list_with(kube::api::ListParams::default().labels(selector), selector)
             .await
-            .map(|list| list.items)
-            .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), selector))
     }
 
     /// Objects of a kind matching a field selector (`reason=FailedCreate`).
@@ -400,12 +396,26 @@ impl Cluster {
             + DeserializeOwned
             + std::fmt::Debug,
     {
-        let params = kube::api::ListParams::default().fields(fields);
+        self.list_with(kube::api::ListParams::default().fields(fields), fields)
+            .await
+    }
+
+    async fn list_with<K>(
+        &self,
+        params: kube::api::ListParams,
+        selector: &str,
+    ) -> Result<Vec<K>, ClusterError>
+    where
+        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
         self.typed::<K>()
             .list(&params)
             .await
             .map(|list| list.items)
-            .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), fields))
+            .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), selector))
     }
 
     /// Sets a workload's replicas through its `scale` subresource (a merge patch, as

@@ -154,17 +154,6 @@ pub async fn keda_installed(cluster: &Cluster) -> Result<bool, ClusterError> {
     }
 }
 
-/// The builds running on each of `workers` now: worker name → ["hello #12", ...].
-pub async fn running_builds(
-    cluster: &Cluster,
-    spec: &DeploySpec,
-    workers: &[String],
-) -> Result<std::collections::BTreeMap<String, Vec<String>>, ClusterError> {
-    BuildbotApi::new(cluster, spec)
-        .running_builds_on(workers)
-        .await
-}
-
 /// Scales the workers to `target` by hand. Scaling down pauses the workers that will go
 /// (no new builds), waits for their running builds (bounded by `timeout`), then lowers the
 /// replicas; their preStop hooks finish the graceful stop. On timeout the workers are
