@@ -133,11 +133,12 @@ pub(super) fn apply(ctx: &mut Ctx) {
     {
         set.push("runAsNonRoot".to_string());
     }
+    // Rules before this one may have put their own init container first.
+    let init_offset = init_offset(ctx, lists[0].1.len());
     for (list, containers) in lists {
         for (i, c) in containers.iter().enumerate() {
-            // Rules before this one may have put their own init container first.
             let index = if list == "initContainers" {
-                (i + init_offset(ctx, containers.len())).to_string()
+                (i + init_offset).to_string()
             } else {
                 i.to_string()
             };
