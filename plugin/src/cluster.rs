@@ -131,6 +131,23 @@ pub async fn load_config(
     }
 }
 
+/// A namespaced kind that can be read typed (every k8s-openapi namespaced type).
+pub trait Namespaced:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 /// A connected client and the namespace to work in.
 #[derive(Clone)]
 pub struct Cluster {
@@ -309,10 +326,7 @@ impl Cluster {
     /// The object, or `None` when it does not exist.
     pub async fn get<K>(&self, name: &str) -> Result<Option<K>, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         self.typed::<K>()
             .get_opt(name)
@@ -379,10 +393,7 @@ impl Cluster {
     /// Objects of a kind matching a label selector.
     pub async fn list<K>(&self, selector: &str) -> Result<Vec<K>, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         self.list_with(kube::api::ListParams::default().labels(selector), selector)
             .await
@@ -391,10 +402,7 @@ impl Cluster {
     /// Objects of a kind matching a field selector (`reason=FailedCreate`).
     pub async fn list_by_fields<K>(&self, fields: &str) -> Result<Vec<K>, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         self.list_with(kube::api::ListParams::default().fields(fields), fields)
             .await
@@ -406,10 +414,7 @@ impl Cluster {
         selector: &str,
     ) -> Result<Vec<K>, ClusterError>
     where
-        K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: Namespaced,
     {
         self.typed::<K>()
             .list(&params)
