@@ -36,42 +36,29 @@ pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
             s.insert("terminationGracePeriodSeconds".into(), grace.into());
         }
         if let Some(init) = &spec.init_containers {
-            let init = init
-                .iter()
-                .map(|c| {
-                    let mut m = Map::new();
-                    if let Some(r) = &c.resources {
-                        m.insert("resources".into(), to(r));
-                    }
-                    if let Some(sc) = &c.security_context {
-                        m.insert("securityContext".into(), to(sc));
-                    }
-                    Value::Object(m)
-                })
-                .collect();
+            let init = init.iter().map(container_skeleton).collect();
             s.insert("initContainers".into(), Value::Array(init));
         }
-        let containers = spec
-            .containers
-            .iter()
-            .map(|c| {
-                let mut m = Map::new();
-                if let Some(r) = &c.resources {
-                    m.insert("resources".into(), to(r));
-                }
-                if let Some(l) = &c.lifecycle {
-                    m.insert("lifecycle".into(), to(l));
-                }
-                if let Some(sc) = &c.security_context {
-                    m.insert("securityContext".into(), to(sc));
-                }
-                Value::Object(m)
-            })
-            .collect();
+        let containers = spec.containers.iter().map(container_skeleton).collect();
         s.insert("containers".into(), Value::Array(containers));
         doc.insert("spec".into(), Value::Object(s));
     }
     Value::Object(doc)
+}
+
+/// A container's parts that the rules write into (init containers and app containers alike).
+fn container_skeleton(c: &k8s_openapi::api::core::v1::Container) -> Value {
+    let mut m = Map::new();
+    if let Some(r) = &c.resources {
+        m.insert("resources".into(), to(r));
+    }
+    if let Some(l) = &c.lifecycle {
+        m.insert("lifecycle".into(), to(l));
+    }
+    if let Some(sc) = &c.security_context {
+        m.insert("securityContext".into(), to(sc));
+    }
+    Value::Object(m)
 }
 
 fn pointer(path: &[&str]) -> PointerBuf {
