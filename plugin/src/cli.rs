@@ -7,6 +7,7 @@ use std::time::Duration;
 use buildbot_policy::duration::parse_duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::doctor::Severity;
 use crate::output::Format;
 
 /// kubectl's `--dry-run` values.
@@ -49,6 +50,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Scale workers by hand (draining those that go) or automatically (CPU or Buildbot's queue).
     Scale(ScaleArgs),
+    /// Find the known traps of a Buildbot setup (files or a cluster) and say the fix; exits 1 on findings.
+    Doctor(DoctorArgs),
     /// Show what the admission webhook would do to manifests, offline (no cluster needed).
     Preview(PreviewArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -157,6 +160,32 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = StatusFormat::Table)]
     pub output: StatusFormat,
+}
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Check manifest files or directories offline (no cluster needed), `-` for standard
+    /// input; without -f, check the cluster's namespace (-n) or all namespaces (-A).
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR")]
+    pub filename: Vec<PathBuf>,
+    /// With -f DIR, also read the directory's subdirectories.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Check every namespace of the cluster.
+    #[arg(short = 'A', long, conflicts_with = "filename")]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = StatusFormat::Table)]
+    pub output: StatusFormat,
+    /// Print the long story of a finding (BB01..BB11 or its name) and exit; alone, list them.
+    #[arg(long, value_name = "CODE", num_args = 0..=1, default_missing_value = "")]
+    pub explain: Option<String>,
+    /// Policy file (the webhook's --config): recognition rules and what the webhook injects.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Exit 1 only when a finding is at least this severe.
+    #[arg(long, value_enum, default_value_t = Severity::Info)]
+    pub fail_on: Severity,
 }
 
 #[derive(Args)]

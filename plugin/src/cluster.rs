@@ -187,6 +187,14 @@ impl Cluster {
         })
     }
 
+    /// The same connection, working in another namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// For tests: a cluster over any client (a tower-test mock).
     pub fn from_client(client: Client, namespace: &str) -> Self {
         Self {
@@ -421,6 +429,48 @@ impl Cluster {
             .await
             .map(|list| list.items)
             .map_err(|e| self.explain(e, "listing", "list", &K::kind(&()), selector))
+    }
+
+    /// Every object of a kind, as JSON with its `apiVersion` and `kind`: in the namespace,
+    /// or in all namespaces (`all`), with optional label and field selectors. `Ok(None)`
+    /// when the cluster does not serve the kind (a CRD that is not installed).
+    pub async fn list_values(
+        &self,
+        resource: &ApiResource,
+        namespaced: bool,
+        all: bool,
+        labels: Option<&str>,
+        fields: Option<&str>,
+    ) -> Result<Option<Vec<Value>>, ClusterError> {
+        let api: Api<DynamicObject> = if namespaced && !all {
+            Api::namespaced_with(self.client.clone(), &self.namespace, resource)
+        } else {
+            Api::all_with(self.client.clone(), resource)
+        };
+        let mut params = kube::api::ListParams::default();
+        if let Some(l) = labels {
+            params = params.labels(l);
+        }
+        if let Some(f) = fields {
+            params = params.fields(f);
+        }
+        match api.list(&params).await {
+            Ok(list) => Ok(Some(
+                list.items
+                    .into_iter()
+                    .map(|o| {
+                        let mut v = serde_json::to_value(o).unwrap_or_default();
+                        v["apiVersion"] = Value::String(resource.api_version.clone());
+                        v["kind"] = Value::String(resource.kind.clone());
+                        v
+                    })
+                    .collect(),
+            )),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(e) => {
+                Err(self.explain_as(e, "listing", "list", &resource.kind, "", &resource.plural))
+            }
+        }
     }
 
     /// Sets a workload's replicas through its `scale` subresource (a merge patch, as

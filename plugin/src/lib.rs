@@ -4,7 +4,7 @@
 //! - [`cli`]: the command line (kubectl's flags); [`commands`]: one module per subcommand;
 //!   [`frontend`]: what the commands share (inputs, policy files, namespace, printing).
 //! - Pure: [`deploy`] (the objects of an installation), [`preview`] (the webhook's policy
-//!   offline), [`scaling`] (HPA, ScaledObject, which workers leave), [`status`] (health and
+//!   offline), [`doctor`] (the seed's traps in an existing setup), [`scaling`] (HPA, ScaledObject, which workers leave), [`status`] (health and
 //!   hints), [`readiness`], [`output`].
 //! - I/O: [`cluster`] (the API server), [`buildbot_api`] (Buildbot's REST API through it).
 
@@ -13,6 +13,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod deploy;
+pub mod doctor;
 pub mod frontend;
 pub mod output;
 pub mod preview;

@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             // Like `kubectl diff`: 1 means differences, so errors are 2 there.
-            let diff_mode = matches!(&cli.command, Command::Preview(a) if a.diff);
+            let diff_mode = matches!(&cli.command, Command::Preview(a) if a.diff)
+                || matches!(&cli.command, Command::Doctor(_));
             ExitCode::from(if diff_mode { 2 } else { 1 })
         }
     }

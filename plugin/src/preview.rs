@@ -62,7 +62,7 @@ pub fn template_path(kind: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Parses a multi-document YAML (or JSON) stream into objects, skipping empty documents and
-/// flattening `kind: List`.
+/// flattening `kind: List` (also a List of Lists, as some tools write).
 pub fn parse_stream(text: &str, source_name: &str) -> Result<Vec<Value>, PreviewError> {
     let mut objects = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
@@ -72,34 +72,51 @@ pub fn parse_stream(text: &str, source_name: &str) -> Result<Vec<Value>, Preview
             index,
             error,
         })?;
-        match value {
-            Value::Null => continue,
-            Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("List") => {
-                for item in m
-                    .get("items")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if !item.is_object() {
-                        return Err(PreviewError::NotAnObject {
-                            source_name: source_name.into(),
-                            index,
-                        });
-                    }
-                    objects.push(item.clone());
-                }
-            }
-            Value::Object(ref m) if m.contains_key("kind") => objects.push(value),
-            _ => {
-                return Err(PreviewError::NotAnObject {
-                    source_name: source_name.into(),
-                    index,
-                })
-            }
+        if value.is_null() {
+            continue;
         }
+        flatten(value, source_name, index, 0, &mut objects)?;
     }
     Ok(objects)
+}
+
+/// How deep `kind: List` may nest in `kind: List` (kubectl's own output never nests).
+const MAX_LIST_DEPTH: usize = 8;
+
+/// One document's objects: itself, or the items of a `kind: List`, recursively.
+fn flatten(
+    value: Value,
+    source_name: &str,
+    index: usize,
+    depth: usize,
+    objects: &mut Vec<Value>,
+) -> Result<(), PreviewError> {
+    let not_an_object = || PreviewError::NotAnObject {
+        source_name: source_name.into(),
+        index,
+    };
+    let Value::Object(mut m) = value else {
+        return Err(not_an_object());
+    };
+    if !m.contains_key("kind") {
+        return Err(not_an_object());
+    }
+    if m.get("kind").and_then(Value::as_str) != Some("List") {
+        objects.push(Value::Object(m));
+        return Ok(());
+    }
+    if depth >= MAX_LIST_DEPTH {
+        return Err(not_an_object());
+    }
+    let items = match m.remove("items") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => Vec::new(),
+        Some(_) => return Err(not_an_object()),
+    };
+    for item in items {
+        flatten(item, source_name, index, depth + 1, objects)?;
+    }
+    Ok(())
 }
 
 /// `Kind/name` (or `Kind/generateName*`).

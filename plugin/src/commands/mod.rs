@@ -5,6 +5,7 @@
 pub mod completion;
 pub mod delete;
 pub mod deploy;
+pub mod doctor;
 pub mod preview;
 pub mod scale;
 pub mod status;
@@ -22,6 +23,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
     };
     match &cli.command {
         Command::Preview(args) => preview::run(cli, args),
+        Command::Doctor(args) => runtime()?.block_on(doctor::run(cli, args)),
         Command::Deploy(args) => runtime()?.block_on(deploy::run(cli, args)),
         Command::Status(args) => runtime()?.block_on(status::run(cli, args)),
         Command::Delete(args) => runtime()?.block_on(delete::run(cli, args)),
