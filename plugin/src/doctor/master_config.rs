@@ -32,28 +32,26 @@ fn env_port(master: &Workload, name: &str) -> Option<i32> {
 
 /// The port workers connect to: `BUILDBOT_WORKER_PORT`, else master.cfg's `pb` port, else 9989.
 pub fn worker_port(inv: &Inventory, master: &Workload) -> i32 {
-    env_port(master, "BUILDBOT_WORKER_PORT")
-        .or_else(|| {
-            let cfg = master_cfg(inv, master)?;
-            literal_after(cfg, "\"BUILDBOT_WORKER_PORT\"").or_else(|| {
-                let pb = cfg.find("\"pb\"").or_else(|| cfg.find("'pb'"))?;
-                number_after_key(&cfg[pb..], "port")
-            })
-        })
-        .unwrap_or(DEFAULT_WORKER_PORT)
+    port(inv, master, "BUILDBOT_WORKER_PORT", "pb").unwrap_or(DEFAULT_WORKER_PORT)
 }
 
 /// The web (REST API) port: `BUILDBOT_WEB_PORT`, else master.cfg's `www` port, else 8080.
 pub fn web_port(inv: &Inventory, master: &Workload) -> i32 {
-    env_port(master, "BUILDBOT_WEB_PORT")
-        .or_else(|| {
-            let cfg = master_cfg(inv, master)?;
-            literal_after(cfg, "\"BUILDBOT_WEB_PORT\"").or_else(|| {
-                let www = cfg.find("\"www\"").or_else(|| cfg.find("'www'"))?;
-                number_after_key(&cfg[www..], "port")
-            })
+    port(inv, master, "BUILDBOT_WEB_PORT", "www").unwrap_or(DEFAULT_WEB_PORT)
+}
+
+/// A port from the variable, else from master.cfg: the variable's default there
+/// (`os.environ.get("VAR", "9989")`), else the `port` of the `section` dict.
+fn port(inv: &Inventory, master: &Workload, variable: &str, section: &str) -> Option<i32> {
+    env_port(master, variable).or_else(|| {
+        let cfg = master_cfg(inv, master)?;
+        literal_after(cfg, &format!("\"{variable}\"")).or_else(|| {
+            let at = cfg
+                .find(&format!("\"{section}\""))
+                .or_else(|| cfg.find(&format!("'{section}'")))?;
+            number_after_key(&cfg[at..], "port")
         })
-        .unwrap_or(DEFAULT_WEB_PORT)
+    })
 }
 
 /// `"NAME", "9989")`: the default of an `os.environ.get("NAME", "9989")`.

@@ -47,6 +47,16 @@ fn names_of(w: &Workload) -> Names {
     }
 }
 
+/// The indexes of the declared names that match.
+fn positions(declared: &[String], matches: impl Fn(&String) -> bool) -> Vec<usize> {
+    declared
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| matches(d))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 fn ordinal_of<'a>(sts: &str, name: &'a str) -> Option<&'a str> {
     name.strip_prefix(sts)?
         .strip_prefix('-')
@@ -124,61 +134,41 @@ pub fn check(inv: &Inventory, out: &mut Vec<Finding>) {
             };
             let mut matched = vec![false; declared.len()];
             for w in &workers {
-                match names_of(w) {
-                    Names::Literal(name) => {
-                        if let Some(i) = declared.iter().position(|d| *d == name) {
-                            matched[i] = true;
-                        } else {
-                            out.push(
-                                Finding::new(
-                                    Code::WorkerNames,
-                                    Severity::Error,
-                                    ns,
-                                    vec![w.id(), m.id()],
-                                )
-                                .trap(format!("worker {name} is not declared in master.cfg"))
-                                .why(format!(
-                                    "the master refuses a worker whose name master.cfg does not \
-                                         declare; it declares [{}]",
-                                    declared.join(", ")
-                                ))
-                                .fix(format!(
-                                    "add worker.Worker(\"{name}\", password) to c['workers'], or \
-                                         set WORKERNAME on {} to a declared name",
-                                    w.id()
-                                )),
-                            );
-                        }
-                    }
-                    Names::Ordinals(sts) => {
-                        let mut any = false;
-                        for (i, d) in declared.iter().enumerate() {
-                            if ordinal_of(&sts, d).is_some() {
-                                matched[i] = true;
-                                any = true;
-                            }
-                        }
-                        if !any {
-                            out.push(
-                                Finding::new(
-                                    Code::WorkerNames,
-                                    Severity::Error,
-                                    ns,
-                                    vec![w.id(), m.id()],
-                                )
-                                .trap(format!("master.cfg declares none of {sts}-0, {sts}-1, ..."))
-                                .why(format!(
-                                    "the pods of {} log in as {sts}-<n>; master.cfg declares [{}]",
-                                    w.id(),
-                                    declared.join(", ")
-                                ))
-                                .fix(format!("declare {sts}-0 .. {sts}-<max-1> in master.cfg")),
-                            );
-                        }
-                    }
+                let (found, logs_in_as, fix): (Vec<usize>, String, String) = match names_of(w) {
+                    Names::Literal(name) => (
+                        positions(&declared, |d| *d == name),
+                        name.clone(),
+                        format!(
+                            "add worker.Worker(\"{name}\", password) to c['workers'], or set \
+                             WORKERNAME on {} to a declared name",
+                            w.id()
+                        ),
+                    ),
+                    Names::Ordinals(sts) => (
+                        positions(&declared, |d| ordinal_of(&sts, d).is_some()),
+                        format!("{sts}-0, {sts}-1, ..."),
+                        format!("declare {sts}-0 .. {sts}-<max-1> in master.cfg"),
+                    ),
                     Names::Random | Names::Unknown => {
                         matched.iter_mut().for_each(|m| *m = true);
+                        continue;
                     }
+                };
+                for i in &found {
+                    matched[*i] = true;
+                }
+                if found.is_empty() {
+                    out.push(
+                        Finding::new(Code::WorkerNames, Severity::Error, ns, vec![w.id(), m.id()])
+                            .trap(format!("master.cfg does not declare {logs_in_as}"))
+                            .why(format!(
+                                "the pods of {} log in as {logs_in_as}, and the master refuses a \
+                                 worker whose name master.cfg does not declare; it declares [{}]",
+                                w.id(),
+                                declared.join(", ")
+                            ))
+                            .fix(fix),
+                    );
                 }
             }
             let unused: Vec<&str> = declared
