@@ -262,6 +262,43 @@ fn the_webhook_installed_by_the_chart_mutates_buildbot_pods_and_nothing_else() {
     assert_eq!(seed_worker["spec"]["terminationGracePeriodSeconds"], 3600);
     assert!(seed_worker["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"].is_object());
 
+    // `doctor` sees the webhook cover `apps`: the pods it admitted have no trap it fixes. In
+    // the opted-out namespace the same pods keep them, reported as the user's choice (BB11).
+    let doctor = |ns: &str| -> Vec<(String, String)> {
+        let out = cp.kubectl_buildbot(ns, &["doctor", "-o", "json"]);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", e2e_tests::text_of(&out)));
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["code"].as_str().unwrap().to_string(),
+                    f["objects"][0].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let in_apps = doctor(&apps);
+    assert!(
+        !in_apps
+            .iter()
+            .any(|(code, _)| ["BB04", "BB06", "BB09", "BB11"].contains(&code.as_str())),
+        "{in_apps:?}"
+    );
+    let in_opted_out = doctor(&opted_out);
+    assert!(
+        in_opted_out.contains(&("BB11".into(), "Pod/seed-worker-hostpath".into())),
+        "{in_opted_out:?}"
+    );
+    assert!(
+        !in_opted_out
+            .iter()
+            .any(|(code, _)| ["BB04", "BB06", "BB09"].contains(&code.as_str())),
+        "{in_opted_out:?}"
+    );
+
     // Pods that the real Deployment and StatefulSet controllers create are mutated too.
     let workload =
         std::fs::read_to_string(repo_root().join("tests/fixtures/seed/worker.yaml")).unwrap();
