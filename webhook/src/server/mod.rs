@@ -172,6 +172,12 @@ impl Server {
     }
 }
 
+/// Polls the certificate files every `every` (5 s by default) instead of watching them with
+/// inotify (the `notify` crate), on purpose: the kubelet updates a Secret volume by writing a
+/// new `..2026_11_26_...` directory and swapping the `..data` symlink to it, so `tls.crt`
+/// itself is never written, and a watch on the file (or on a directory the swap replaces)
+/// misses the change or goes stale after the first rotation. A stat of two small files every
+/// few seconds costs nothing and sees every rotation, however the volume is updated.
 async fn watch_certificate(certs: Arc<CertReloader>, metrics: Arc<Metrics>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
