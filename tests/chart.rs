@@ -60,7 +60,7 @@ fn template(values: Option<&str>) -> Result<Vec<Value>, String> {
         ],
         values,
     )?;
-    Ok(serde_yaml::Deserializer::from_str(&yaml)
+    Ok(serde_norway::Deserializer::from_str(&yaml)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .filter(|v: &Value| !v.is_null())
         .collect())

@@ -202,7 +202,7 @@ fn a_pod_restricted_admits_is_still_admitted_after_the_policy() {
     let fixtures =
         std::fs::read_to_string(repo_root().join("tests/fixtures/seed/pods.yaml")).unwrap();
     for doc in fixtures.split("\n---\n") {
-        let v: Value = serde_yaml::from_str(doc).unwrap();
+        let v: Value = serde_norway::from_str(doc).unwrap();
         let pod = json!({"metadata": v["metadata"], "spec": v["spec"]});
         for per_container in [false, true] {
             let what = format!(

@@ -368,7 +368,7 @@ fn explain_tells_each_story_and_the_exit_code_can_be_tuned() {
     );
     // YAML output is the JSON report.
     let out = bb(&["doctor", "-f", &file, "-o", "yaml"]);
-    let yaml: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let yaml: Value = serde_norway::from_slice(&out.stdout).unwrap();
     assert_eq!(yaml["findings"][0]["code"], "BB06");
     assert_eq!(yaml["source"], "files");
 }

@@ -20,3 +20,7 @@ pub mod preview;
 pub mod readiness;
 pub mod scaling;
 pub mod status;
+pub mod yaml;
+
+#[cfg(test)]
+mod yaml_tests;

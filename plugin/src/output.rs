@@ -16,7 +16,7 @@ pub fn render(objects: &[Value], format: Format) -> String {
     match format {
         Format::Yaml => objects
             .iter()
-            .map(|o| serde_yaml::to_string(o).expect("JSON values serialise as YAML"))
+            .map(crate::yaml::to_string)
             .collect::<Vec<_>>()
             .join("---\n"),
         Format::Json => {

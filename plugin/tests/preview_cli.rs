@@ -31,7 +31,7 @@ fn yaml_from_stdin_with_warnings_on_stderr() {
     let out = run_stdin(&["preview", "-f", "-"], SEED_WORKER);
     assert!(out.status.success());
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let obj: serde_json::Value = serde_yaml::from_str(&stdout).unwrap();
+    let obj: serde_json::Value = serde_norway::from_str(&stdout).unwrap();
     assert_eq!(
         obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"],
         "500m"
@@ -115,7 +115,7 @@ fn policy_file_is_the_webhook_format() {
         &["preview", "-f", "-", "--config", cfg.to_str().unwrap()],
         SEED_WORKER,
     );
-    let obj: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let obj: serde_json::Value = serde_norway::from_slice(&out.stdout).unwrap();
     assert_eq!(
         obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"],
         "4Gi"

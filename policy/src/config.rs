@@ -39,7 +39,7 @@ pub struct Policy {
 pub enum PolicyError {
     /// The YAML did not parse or did not match the schema.
     #[error("invalid policy: {0} (see `buildbot-webhook default-config` for every field and its default)")]
-    Parse(#[from] serde_yaml::Error),
+    Parse(#[from] serde_norway::Error),
     /// The YAML parsed but a value is out of range.
     #[error("invalid policy: {0}")]
     Invalid(String),
@@ -60,10 +60,16 @@ pub enum PolicyError {
 impl Policy {
     /// Parses a policy from YAML (or JSON, which is YAML). Missing fields take their defaults.
     pub fn from_yaml(text: &str) -> Result<Self, PolicyError> {
+        if let Some(line) = crate::yaml_depth::too_deep(text) {
+            return Err(PolicyError::Invalid(format!(
+                "line {line}: collections nested more than {} deep",
+                crate::yaml_depth::MAX_FLOW_DEPTH
+            )));
+        }
         let policy: Policy = if text.trim().is_empty() {
             Policy::default()
         } else {
-            serde_yaml::from_str(text)?
+            serde_norway::from_str(text)?
         };
         policy.validate()?;
         Ok(policy)
@@ -83,7 +89,7 @@ impl Policy {
 
     /// The policy as YAML, every field spelled out.
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("a policy always serialises")
+        serde_norway::to_string(self).expect("a policy always serialises")
     }
 
     fn validate(&self) -> Result<(), PolicyError> {

@@ -21,6 +21,7 @@ mod pod_security;
 pub mod quantity;
 mod resources;
 mod role;
+pub mod yaml_depth;
 
 use std::collections::BTreeSet;
 use std::fmt;

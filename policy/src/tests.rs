@@ -135,11 +135,11 @@ spec:
 "#;
 
 fn pod(yaml: &str) -> Pod {
-    serde_yaml::from_str(yaml).expect("fixture parses as a Pod")
+    serde_norway::from_str(yaml).expect("fixture parses as a Pod")
 }
 
 fn raw(yaml: &str) -> Value {
-    serde_yaml::from_str(yaml).expect("fixture parses as YAML")
+    serde_norway::from_str(yaml).expect("fixture parses as YAML")
 }
 
 /// Evaluates, applies the patch to the fixture as written (not a typed round trip) and checks

@@ -81,5 +81,5 @@ pub fn json(report: &Report) -> String {
 }
 
 pub fn yaml(report: &Report) -> String {
-    serde_yaml::to_string(report).expect("a report serialises")
+    crate::yaml::to_string(report)
 }
