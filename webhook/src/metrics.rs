@@ -1,8 +1,20 @@
-//! Prometheus metrics, recorded in one place and rendered as text exposition format.
+//! Prometheus metrics, recorded in one place, exposed in the OpenMetrics text format by the
+//! official client (`prometheus-client`): its escaping, naming (`_total` on counters) and
+//! histogram encoding are the ones dashboards and Prometheus expect.
+//!
+//! The label sets are known up front (an outcome, a reload result), so each labelled counter
+//! is created once here and recording is an atomic add: no family lookup on the review path.
+//! `cargo bench -p buildbot-webhook --bench metrics` puts recording one review next to the
+//! atomics it replaced. (The client appends the period to each HELP text itself.)
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::review::Outcome;
 
@@ -11,43 +23,102 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
-/// Every counter the webhook exposes.
-#[derive(Default)]
+/// The media type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric the webhook exposes, and the registry that encodes them.
 pub struct Metrics {
-    reviews: [AtomicU64; Outcome::ALL.len()],
-    patch_operations: AtomicU64,
-    bad_requests: AtomicU64,
-    latency_buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_nanos: AtomicU64,
-    cert_reloads_ok: AtomicU64,
-    cert_reloads_failed: AtomicU64,
-    connections_rejected: AtomicU64,
-    open_connections: AtomicU64,
+    registry: Registry,
+    reviews: [Counter; Outcome::ALL.len()],
+    patch_operations: Counter,
+    bad_requests: Counter,
+    latency: Histogram,
+    cert_reloads_ok: Counter,
+    cert_reloads_failed: Counter,
+    connections_rejected: Counter,
+    open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("buildbot_webhook");
+        let reviews_family = Family::<Labels, Counter>::default();
+        let reviews = Outcome::ALL.map(|o| {
+            reviews_family
+                .get_or_create(&vec![("outcome", o.name())])
+                .clone()
+        });
+        registry.register(
+            "reviews",
+            "AdmissionReviews answered, by outcome",
+            reviews_family,
+        );
+        let patch_operations = Counter::default();
+        registry.register(
+            "patch_operations",
+            "JSON patch operations sent",
+            patch_operations.clone(),
+        );
+        let bad_requests = Counter::default();
+        registry.register(
+            "bad_requests",
+            "Requests rejected as not an AdmissionReview v1 (HTTP 4xx)",
+            bad_requests.clone(),
+        );
+        let connections_rejected = Counter::default();
+        registry.register(
+            "connections_rejected",
+            "Connections refused at the connection limit",
+            connections_rejected.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "TLS connections open now",
+            open_connections.clone(),
+        );
+        let reloads = Family::<Labels, Counter>::default();
+        let cert_reloads_ok = reloads.get_or_create(&vec![("result", "ok")]).clone();
+        let cert_reloads_failed = reloads.get_or_create(&vec![("result", "error")]).clone();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads, by result",
+            reloads,
+        );
+        let latency = Histogram::new(BUCKETS);
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a /mutate request",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            reviews,
+            patch_operations,
+            bad_requests,
+            latency,
+            cert_reloads_ok,
+            cert_reloads_failed,
+            connections_rejected,
+            open_connections,
+        }
+    }
 }
 
 impl Metrics {
     /// One review answered.
     pub fn review(&self, outcome: Outcome, operations: usize, took: Duration) {
-        self.reviews[outcome as usize].fetch_add(1, Relaxed);
-        self.patch_operations.fetch_add(operations as u64, Relaxed);
-        self.latency(took);
+        self.reviews[outcome as usize].inc();
+        self.patch_operations.inc_by(operations as u64);
+        self.latency.observe(took.as_secs_f64());
     }
 
     /// One request answered with a 4xx.
     pub fn bad_request(&self, took: Duration) {
-        self.bad_requests.fetch_add(1, Relaxed);
-        self.latency(took);
-    }
-
-    fn latency(&self, took: Duration) {
-        let secs = took.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.latency_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_nanos
-            .fetch_add(took.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+        self.bad_requests.inc();
+        self.latency.observe(took.as_secs_f64());
     }
 
     pub fn cert_reload(&self, ok: bool) {
@@ -56,94 +127,30 @@ impl Metrics {
         } else {
             &self.cert_reloads_failed
         }
-        .fetch_add(1, Relaxed);
+        .inc();
     }
 
     pub fn connection_rejected(&self) {
-        self.connections_rejected.fetch_add(1, Relaxed);
+        self.connections_rejected.inc();
     }
 
     pub fn connection_opened(&self) {
-        self.open_connections.fetch_add(1, Relaxed);
+        self.open_connections.inc();
     }
 
     pub fn connection_closed(&self) {
-        self.open_connections.fetch_sub(1, Relaxed);
+        self.open_connections.dec();
     }
 
     /// Reviews answered with this outcome so far.
     pub fn reviews(&self, outcome: Outcome) -> u64 {
-        self.reviews[outcome as usize].load(Relaxed)
+        self.reviews[outcome as usize].get()
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let _ = writeln!(out, "# HELP buildbot_webhook_reviews_total AdmissionReviews answered, by outcome.\n# TYPE buildbot_webhook_reviews_total counter");
-        for o in Outcome::ALL {
-            let _ = writeln!(
-                out,
-                "buildbot_webhook_reviews_total{{outcome=\"{}\"}} {}",
-                o.name(),
-                self.reviews(o)
-            );
-        }
-        let simple = [
-            (
-                "patch_operations_total",
-                "counter",
-                "JSON patch operations sent.",
-                self.patch_operations.load(Relaxed),
-            ),
-            (
-                "bad_requests_total",
-                "counter",
-                "Requests rejected as not an AdmissionReview v1 (HTTP 4xx).",
-                self.bad_requests.load(Relaxed),
-            ),
-            (
-                "connections_rejected_total",
-                "counter",
-                "Connections refused at the connection limit.",
-                self.connections_rejected.load(Relaxed),
-            ),
-            (
-                "open_connections",
-                "gauge",
-                "TLS connections open now.",
-                self.open_connections.load(Relaxed),
-            ),
-        ];
-        for (name, kind, help, value) in simple {
-            let _ = writeln!(out, "# HELP buildbot_webhook_{name} {help}\n# TYPE buildbot_webhook_{name} {kind}\nbuildbot_webhook_{name} {value}");
-        }
-        let _ = writeln!(out, "# HELP buildbot_webhook_certificate_reloads_total Serving certificate reloads, by result.\n# TYPE buildbot_webhook_certificate_reloads_total counter");
-        let _ = writeln!(
-            out,
-            "buildbot_webhook_certificate_reloads_total{{result=\"ok\"}} {}",
-            self.cert_reloads_ok.load(Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "buildbot_webhook_certificate_reloads_total{{result=\"error\"}} {}",
-            self.cert_reloads_failed.load(Relaxed)
-        );
-        let _ = writeln!(out, "# HELP buildbot_webhook_request_duration_seconds Time to answer a /mutate request.\n# TYPE buildbot_webhook_request_duration_seconds histogram");
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += count.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "buildbot_webhook_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "buildbot_webhook_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.latency_sum_nanos.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "buildbot_webhook_request_duration_seconds_sum {sum}\nbuildbot_webhook_request_duration_seconds_count {count}");
+        let mut out = String::with_capacity(4096);
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
 }
@@ -159,18 +166,26 @@ mod tests {
         m.review(Outcome::Skipped, 0, Duration::from_millis(3));
         m.bad_request(Duration::from_secs(5));
         m.cert_reload(true);
+        m.connection_opened();
         let text = m.render();
         for line in [
+            "# HELP buildbot_webhook_reviews AdmissionReviews answered, by outcome.",
+            "# TYPE buildbot_webhook_reviews counter",
             "buildbot_webhook_reviews_total{outcome=\"patched\"} 1",
             "buildbot_webhook_reviews_total{outcome=\"skipped\"} 1",
+            "buildbot_webhook_reviews_total{outcome=\"unchanged\"} 0",
             "buildbot_webhook_patch_operations_total 7",
             "buildbot_webhook_bad_requests_total 1",
+            "buildbot_webhook_open_connections 1",
+            "# TYPE buildbot_webhook_request_duration_seconds histogram",
             "buildbot_webhook_request_duration_seconds_bucket{le=\"0.0001\"} 1",
             "buildbot_webhook_request_duration_seconds_bucket{le=\"0.005\"} 2",
-            "buildbot_webhook_request_duration_seconds_bucket{le=\"1\"} 2",
+            "buildbot_webhook_request_duration_seconds_bucket{le=\"1.0\"} 2",
             "buildbot_webhook_request_duration_seconds_bucket{le=\"+Inf\"} 3",
             "buildbot_webhook_request_duration_seconds_count 3",
             "buildbot_webhook_certificate_reloads_total{result=\"ok\"} 1",
+            "buildbot_webhook_certificate_reloads_total{result=\"error\"} 0",
+            "# EOF",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
