@@ -17,6 +17,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kubectl_buildbot::cluster::Cluster;
 use kubectl_buildbot::commands::{delete, deploy, status};
 use kubectl_buildbot::deploy::DeploySpec;
+use kubectl_buildbot::progress::Lines;
 
 /// A real cluster the developer pointed at, if any.
 fn real_cluster() -> Option<PathBuf> {
@@ -63,14 +64,12 @@ async fn deploy_status_and_delete_on_a_real_cluster() {
     deploy::apply_all(&cluster, &objects, false)
         .await
         .expect("apply");
-    let mut progress = std::io::stderr();
     deploy::wait_ready(
         &cluster,
         &spec,
         Duration::from_secs(600),
         Duration::from_secs(3),
-        false,
-        &mut progress,
+        &mut Lines(std::io::stderr()),
     )
     .await
     .expect("Buildbot becomes Ready");

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod frontend;
 pub mod output;
 pub mod preview;
+pub mod progress;
 pub mod readiness;
 pub mod scaling;
 pub mod status;

@@ -2,10 +2,8 @@
 //! wait until ready.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -19,6 +17,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::deploy::{build, Database, DeploySpec, MasterConfig, Secrets};
 use crate::frontend::{self, print_objects, print_warnings};
 use crate::preview::Previewed;
+use crate::progress::{self, Progress};
 use crate::readiness::{readiness, Readiness};
 
 /// `kubectl buildbot deploy`.
@@ -56,15 +55,12 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     if server_dry_run || !args.wait {
         return Ok(ExitCode::SUCCESS);
     }
-    let stderr = &mut std::io::stderr();
-    let terminal = stderr.is_terminal();
     wait_ready(
         &cluster,
         &spec,
         args.timeout,
         Duration::from_secs(2),
-        terminal,
-        stderr,
+        &mut *progress::on_stderr(),
     )
     .await?;
     eprint!("{}", next_steps(&spec));
@@ -241,15 +237,13 @@ fn summary(states: &[Readiness]) -> String {
         .join("  ")
 }
 
-/// Waits until every component is ready, showing progress on `out` (a line rewritten in
-/// place on a terminal, a line per change otherwise).
+/// Waits until every component is ready, showing progress (see [`progress`]).
 pub async fn wait_ready(
     cluster: &Cluster,
     spec: &DeploySpec,
     timeout: Duration,
     interval: Duration,
-    terminal: bool,
-    out: &mut dyn Write,
+    progress: &mut dyn Progress,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last = String::new();
@@ -257,24 +251,15 @@ pub async fn wait_ready(
         let states = poll_readiness(cluster, spec).await?;
         let line = summary(&states);
         if line != last {
-            if terminal {
-                write!(out, "\r\x1b[2KWaiting for Buildbot: {line}")?;
-            } else {
-                writeln!(out, "waiting: {line}")?;
-            }
-            out.flush()?;
+            progress.update(&line);
             last = line;
         }
         if states.iter().all(Readiness::done) {
-            if terminal {
-                writeln!(out)?;
-            }
+            progress.finish(true);
             return Ok(());
         }
         if started.elapsed() >= timeout {
-            if terminal {
-                writeln!(out)?;
-            }
+            progress.finish(false);
             let missing: Vec<String> = states
                 .iter()
                 .filter(|s| !s.done())

@@ -272,7 +272,7 @@ mod tests {
         assert_eq!(b.build_requests_queued, 2);
         let table = render_table(&s);
         assert!(
-            table.contains("master     Deployment   bb                       1/1    Ready"),
+            table.contains("master      Deployment    bb            1/1     Ready\n"),
             "{table}"
         );
         assert!(

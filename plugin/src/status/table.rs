@@ -1,34 +1,57 @@
-//! The `status` table for a terminal.
+//! The `status` table for a terminal: kubectl-style columns (comfy-table sizes them to the
+//! longest cell, by display width), then Buildbot's view and the hints.
 
 use std::fmt::Write as _;
 
+use comfy_table::{presets, ContentArrangement, Table};
+
 use super::Status;
+
+/// Columns separated by three spaces, like `kubectl get`, with no border and no trailing
+/// spaces.
+fn kubectl_style(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec())
+        .add_rows(rows);
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 3));
+    }
+    let mut out: String = table
+        .lines()
+        .map(|l| l.trim_end().to_string() + "\n")
+        .collect();
+    if out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
 
 /// The table: one line per component, Buildbot's view, then the hints.
 pub fn render_table(s: &Status) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{:<10} {:<12} {:<24} {:<6} STATUS",
-        "COMPONENT", "KIND", "NAME", "READY"
-    );
-    for c in &s.components {
-        let state = if !c.exists {
-            "missing"
-        } else if c.done() {
-            "Ready"
-        } else {
-            "NotReady"
-        };
-        let _ = writeln!(
-            out,
-            "{:<10} {:<12} {:<24} {:<6} {state}",
-            c.label(),
-            c.kind,
-            c.name,
-            format!("{}/{}", c.ready, c.wanted)
-        );
-    }
+    let rows = s
+        .components
+        .iter()
+        .map(|c| {
+            let state = if !c.exists {
+                "missing"
+            } else if c.done() {
+                "Ready"
+            } else {
+                "NotReady"
+            };
+            vec![
+                c.label().to_string(),
+                c.kind.to_string(),
+                c.name.clone(),
+                format!("{}/{}", c.ready, c.wanted),
+                state.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = kubectl_style(&["COMPONENT", "KIND", "NAME", "READY", "STATUS"], rows);
     if let Some(b) = &s.buildbot {
         let _ = writeln!(
             out,
@@ -53,4 +76,56 @@ pub fn render_table(s: &Status) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_fit_the_longest_cell_whatever_its_width() {
+        let rows = vec![
+            vec![
+                "database".into(),
+                "StatefulSet".into(),
+                "a-rather-long-installation-name-postgres".into(),
+                "1/1".into(),
+                "Ready".into(),
+            ],
+            vec![
+                "master".into(),
+                "Deployment".into(),
+                "a".into(),
+                "0/1".into(),
+                "NotReady".into(),
+            ],
+            vec![
+                "workers".into(),
+                "StatefulSet".into(),
+                "ü✓".into(),
+                "2/2".into(),
+                "Ready".into(),
+            ],
+        ];
+        let text = kubectl_style(&["COMPONENT", "KIND", "NAME", "READY", "STATUS"], rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        // READY starts at the same column on every line, 3 spaces after the longest name.
+        let ready_at = lines[0].find("READY").unwrap();
+        assert_eq!(
+            ready_at,
+            "COMPONENT   KIND          ".len()
+                + "a-rather-long-installation-name-postgres".len()
+                + 3
+        );
+        for (line, ready) in lines[1..].iter().zip(["1/1", "0/1", "2/2"]) {
+            let chars: Vec<char> = line.chars().collect();
+            let width_before: usize = line[..line.find(ready).unwrap()].chars().count();
+            assert_eq!(width_before, ready_at, "{text}");
+            assert!(
+                !chars.last().unwrap().is_whitespace(),
+                "no trailing spaces: {line:?}"
+            );
+        }
+    }
 }
