@@ -121,7 +121,7 @@ fn deploy_converges_scales_and_deletes_on_a_real_api_server() {
     );
     let table = ok(&ns, &["status", "bb"]);
     assert!(
-        table.contains("workers    StatefulSet  bb-worker"),
+        table.contains("workers     StatefulSet   bb-worker     1/1     Ready\n"),
         "{table}"
     );
 

@@ -22,13 +22,9 @@ fn sorted(report: &Value, namespace: Option<&str>) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| namespace.is_none_or(|ns| f["namespace"] == ns))
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["objects"][0].as_str().unwrap().to_string(),
-            )
-        })
+        .zip(e2e_tests::doctor_findings(report))
+        .filter(|(f, _)| namespace.is_none_or(|ns| f["namespace"] == ns))
+        .map(|(_, (code, _, object))| (code, object))
         .collect();
     v.sort();
     v

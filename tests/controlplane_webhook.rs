@@ -268,16 +268,9 @@ fn the_webhook_installed_by_the_chart_mutates_buildbot_pods_and_nothing_else() {
         let out = cp.kubectl_buildbot(ns, &["doctor", "-o", "json"]);
         let report: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", e2e_tests::text_of(&out)));
-        report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["code"].as_str().unwrap().to_string(),
-                    f["objects"][0].as_str().unwrap().to_string(),
-                )
-            })
+        e2e_tests::doctor_findings(&report)
+            .into_iter()
+            .map(|(code, _, object)| (code, object))
             .collect()
     };
     let in_apps = doctor(&apps);

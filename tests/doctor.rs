@@ -47,18 +47,7 @@ fn findings_of(paths: &[&Path]) -> (Vec<Found>, Option<i32>) {
 /// The findings of a `-o json` report.
 fn parse(json: &str) -> Vec<Found> {
     let report: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["severity"].as_str().unwrap().to_string(),
-                f["objects"][0].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    e2e_tests::doctor_findings(&report)
 }
 
 /// `(code, severity, first object)` of one finding.

@@ -214,3 +214,19 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     .unwrap_or_else(|e| panic!("cannot build {name}: {e}"));
     target.join("debug").join(name)
 }
+
+/// `(code, severity, first object)` of each finding of a `kubectl buildbot doctor -o json`
+/// report, in its order.
+pub fn doctor_findings(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    let field = |f: &serde_json::Value, k: &str| f[k].as_str().unwrap_or_default().to_string();
+    report["findings"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| {
+            let object = f["objects"][0].as_str().unwrap_or_default().to_string();
+            (field(f, "code"), field(f, "severity"), object)
+        })
+        .collect()
+}

@@ -100,6 +100,16 @@ fn multi_document_streams_with_empty_documents() {
     assert!(parse_stream("---\n...\n", "empty.yaml").unwrap().is_empty());
 }
 
+/// The labels of the YAML 1.1 test and the strings they must stay.
+const BOOLEAN_LABELS: [(&str, &str); 6] = [
+    ("a", "on"),
+    ("b", "yes"),
+    ("c", "off"),
+    ("d", "no"),
+    ("e", "y"),
+    ("f", "n"),
+];
+
 #[test]
 fn yaml_1_1_booleans_in_label_values_stay_strings_and_are_written_back_quoted() {
     // YAML 1.2 (this parser) reads `on`, `yes`, `off`, `no`, `y` as strings, as a label value
@@ -108,26 +118,12 @@ fn yaml_1_1_booleans_in_label_values_stay_strings_and_are_written_back_quoted() 
     let doc = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: w\n  labels: {app: buildbot, tier: worker, a: on, b: yes, c: off, d: no, e: y, f: n}\nspec: {containers: [{name: w, image: buildbot/buildbot-worker}]}\n";
     let objects = parse_stream(doc, "bools.yaml").unwrap();
     let labels = &objects[0]["metadata"]["labels"];
-    for (k, v) in [
-        ("a", "on"),
-        ("b", "yes"),
-        ("c", "off"),
-        ("d", "no"),
-        ("e", "y"),
-        ("f", "n"),
-    ] {
+    for (k, v) in BOOLEAN_LABELS {
         assert_eq!(labels[k], Value::String(v.into()), "{k}");
     }
     let out = preview(doc, "bools.yaml", &Policy::default()).unwrap();
     let yaml = render(&[out[0].after.clone()], Format::Yaml);
-    for (k, v) in [
-        ("a", "on"),
-        ("b", "yes"),
-        ("c", "off"),
-        ("d", "no"),
-        ("e", "y"),
-        ("f", "n"),
-    ] {
+    for (k, v) in BOOLEAN_LABELS {
         assert!(
             yaml.contains(&format!("{k}: '{v}'")),
             "{k}: {v} must be quoted:\n{yaml}"
