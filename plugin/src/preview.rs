@@ -206,7 +206,7 @@ pub fn preview_object_in(
 /// The pod template as the controller will create the pod: a StatefulSet's pods also get a
 /// `persistentVolumeClaim` volume per claim template. The policy's patch never touches
 /// `volumes`, so it applies to the template as written.
-fn as_created(kind: &str, obj: &Value, template: &Value) -> Value {
+pub(crate) fn as_created(kind: &str, obj: &Value, template: &Value) -> Value {
     let claims = obj["spec"]["volumeClaimTemplates"]
         .as_array()
         .filter(|_| kind == "StatefulSet");

@@ -7,7 +7,7 @@ use buildbot_policy::Role;
 
 use super::inventory::{Inventory, Workload};
 use super::master_config::db_url;
-use super::network::{find_service, service_of_host};
+use super::network::service_of_host;
 use super::{Code, Finding, Severity};
 
 /// The host of an SQLAlchemy URL (`postgresql+psycopg2://user:pass@host:5432/db`).
@@ -60,7 +60,7 @@ pub fn check(inv: &Inventory, out: &mut Vec<Finding>) {
         let Some((svc, svc_ns)) = service_of_host(host, ns) else {
             continue;
         };
-        if inv.namespaces_read.contains(svc_ns) && find_service(inv, svc_ns, svc).is_none() {
+        if inv.namespaces_read.contains(svc_ns) && inv.service(svc_ns, svc).is_none() {
             let candidates: Vec<String> = inv
                 .services_for(ns, Role::Database)
                 .filter_map(|s| s.metadata.name.clone())

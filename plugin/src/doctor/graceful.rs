@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::inventory::{env, Inventory, Workload};
 use super::master_config::{master_cfg, restricts_control, web_port};
-use super::network::{find_service, masters_behind, service_id, service_of_host, target_port};
+use super::network::{masters_behind, service_id, service_of_host, target_port};
 use super::webhook::coverage_note;
 use super::{Code, Finding, Severity};
 
@@ -130,7 +130,7 @@ fn unreachable(inv: &Inventory, ns: &str, url: &str) -> Option<(String, bool)> {
     if !inv.namespaces_read.contains(svc_ns) {
         return None;
     }
-    let Some(svc) = find_service(inv, svc_ns, svc_name) else {
+    let Some(svc) = inv.service(svc_ns, svc_name) else {
         return Some((
             format!("{url}: no Service {svc_name} in namespace {svc_ns}"),
             true,

@@ -14,7 +14,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::preview::{object_id, template_path};
+use crate::preview::{as_created, object_id, template_path};
 
 /// An object that is not what its kind says.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,15 @@ impl Workload {
             .and_then(|s| s.init_containers.as_deref())
             .unwrap_or(&[])
     }
+}
+
+/// Whether a Service's selector picks pods with these labels (an empty selector picks none).
+pub fn selects(s: &Service, labels: &BTreeMap<String, String>) -> bool {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .filter(|m| !m.is_empty())
+        .is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
 /// A literal environment value of a container (`None` when unset or from a reference).
@@ -287,7 +296,8 @@ impl Inventory {
         if !template.is_object() {
             return Ok(());
         }
-        let pod: Pod = typed(template, namespace)?;
+        // As the controller creates it: a StatefulSet's pods also mount their claim templates.
+        let pod: Pod = owned(as_created(kind, obj, template), namespace)?;
         let Recognised::Buildbot {
             role, containers, ..
         } = recognise(&pod, &policy.recognition)
@@ -396,9 +406,7 @@ impl Inventory {
         candidates
             .iter()
             .map(|i| &self.workloads[*i])
-            .filter(move |w| {
-                selector.is_some_and(|sel| sel.iter().all(|(k, v)| w.labels().get(k) == Some(v)))
-            })
+            .filter(move |w| selects(s, w.labels()))
     }
 
     /// The Services of a namespace that select a workload of this role.

@@ -7,7 +7,7 @@ use buildbot_policy::Role;
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::inventory::{env, has_env, Inventory, Workload};
+use super::inventory::{env, has_env, selects, Inventory, Workload};
 use super::master_config::{worker_port, DEFAULT_WORKER_PORT};
 use super::{Code, Finding, Severity};
 
@@ -20,11 +20,6 @@ pub fn service_id(s: &Service) -> String {
 
 fn selector(s: &Service) -> Option<&BTreeMap<String, String>> {
     s.spec.as_ref()?.selector.as_ref().filter(|m| !m.is_empty())
-}
-
-/// Whether a Service's selector picks pods with these labels.
-pub fn selects(s: &Service, labels: &BTreeMap<String, String>) -> bool {
-    selector(s).is_some_and(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
 }
 
 pub fn headless(s: &Service) -> bool {
@@ -72,10 +67,6 @@ pub fn service_of_host<'a>(host: &'a str, namespace: &'a str) -> Option<(&'a str
         [svc, ns] | [svc, ns, "svc", ..] => Some((svc, ns)),
         _ => None,
     }
-}
-
-pub fn find_service<'a>(inv: &'a Inventory, namespace: &str, name: &str) -> Option<&'a Service> {
-    inv.service(namespace, name)
 }
 
 /// The master pods a Service selects.
@@ -247,7 +238,7 @@ pub fn check_worker_addresses(inv: &Inventory, out: &mut Vec<Finding>) {
             continue; // a namespace doctor did not read
         }
         let address = format!("BUILDMASTER={host} BUILDMASTER_PORT={port}");
-        let Some(svc) = find_service(inv, svc_ns, svc_name) else {
+        let Some(svc) = inv.service(svc_ns, svc_name) else {
             let masters: Vec<String> = inv
                 .services_for(ns, Role::Master)
                 .filter_map(|s| s.metadata.name.clone())

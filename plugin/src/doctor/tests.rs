@@ -460,3 +460,22 @@ fn codes_parse_and_every_code_has_a_story() {
 fn a_real_certificate_expiry() {
     assert_eq!(cert::pem_not_after(CA.as_bytes()), [CA_NOT_AFTER]);
 }
+
+#[test]
+fn a_statefulsets_claim_templates_are_its_pods_volumes() {
+    // The pods mount their claim templates without a `volumes` entry: doctor sees the pod as
+    // the controller creates it, as preview does, so a template that binds a hostPath
+    // volume is found.
+    let sts = WORKER
+        .replace(
+            "        lifecycle:",
+            "        volumeMounts: [{name: data, mountPath: /buildbot}]\n        lifecycle:",
+        )
+        + "  volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce]}}]\n";
+    let pv = "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: pv}\nspec: {hostPath: {path: /data/pv-1}}\n";
+    assert_eq!(found(&with(&[MASTER, &sts]), false), []);
+    assert_eq!(
+        found(&with(&[MASTER, &sts, pv]), false),
+        [("BB04", Severity::Error, "StatefulSet/worker".into())]
+    );
+}
