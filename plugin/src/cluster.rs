@@ -72,33 +72,51 @@ pub enum ClusterError {
     },
 }
 
-/// The API resource of a kind we build or read, from the types' own metadata: no plural is
-/// guessed. `None` for a kind this plugin does not know.
+/// The API resource of a kind we build or read (deploy's objects, doctor's inputs), from the
+/// types' own metadata: no plural is guessed. `None` for a kind this plugin does not know.
 pub fn api_resource(api_version: &str, kind: &str) -> Option<ApiResource> {
-    use k8s_openapi::api::{apps, autoscaling, core, networking, rbac};
+    use k8s_openapi::api::{
+        admissionregistration, apps, autoscaling, batch, core, discovery, networking, rbac,
+    };
     fn of<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
         ApiResource::erase::<K>(&())
     }
+    // Kinds without a k8s-openapi type (a CRD, an aggregated API).
+    let named = |group: &str, version: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+    };
     Some(match (api_version, kind) {
         ("v1", "ConfigMap") => of::<core::v1::ConfigMap>(),
+        ("v1", "Event") => of::<core::v1::Event>(),
+        ("v1", "LimitRange") => of::<core::v1::LimitRange>(),
+        ("v1", "Namespace") => of::<core::v1::Namespace>(),
+        ("v1", "PersistentVolume") => of::<core::v1::PersistentVolume>(),
         ("v1", "PersistentVolumeClaim") => of::<core::v1::PersistentVolumeClaim>(),
         ("v1", "Pod") => of::<core::v1::Pod>(),
+        ("v1", "ResourceQuota") => of::<core::v1::ResourceQuota>(),
         ("v1", "Secret") => of::<core::v1::Secret>(),
         ("v1", "Service") => of::<core::v1::Service>(),
         ("v1", "ServiceAccount") => of::<core::v1::ServiceAccount>(),
+        ("apps/v1", "DaemonSet") => of::<apps::v1::DaemonSet>(),
         ("apps/v1", "Deployment") => of::<apps::v1::Deployment>(),
+        ("apps/v1", "ReplicaSet") => of::<apps::v1::ReplicaSet>(),
         ("apps/v1", "StatefulSet") => of::<apps::v1::StatefulSet>(),
+        ("batch/v1", "CronJob") => of::<batch::v1::CronJob>(),
+        ("batch/v1", "Job") => of::<batch::v1::Job>(),
         ("autoscaling/v2", "HorizontalPodAutoscaler") => {
             of::<autoscaling::v2::HorizontalPodAutoscaler>()
         }
+        ("discovery.k8s.io/v1", "EndpointSlice") => of::<discovery::v1::EndpointSlice>(),
         ("networking.k8s.io/v1", "NetworkPolicy") => of::<networking::v1::NetworkPolicy>(),
         ("rbac.authorization.k8s.io/v1", "Role") => of::<rbac::v1::Role>(),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => of::<rbac::v1::RoleBinding>(),
-        // KEDA's CRD has no k8s-openapi type.
-        ("keda.sh/v1alpha1", "ScaledObject") => ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
-            "scaledobjects",
-        ),
+        ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration") => {
+            of::<admissionregistration::v1::MutatingWebhookConfiguration>()
+        }
+        ("keda.sh/v1alpha1", "ScaledObject") => named("keda.sh", "v1alpha1", "scaledobjects"),
+        ("apiregistration.k8s.io/v1", "APIService") => {
+            named("apiregistration.k8s.io", "v1", "apiservices")
+        }
         _ => return None,
     })
 }

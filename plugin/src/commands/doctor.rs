@@ -6,12 +6,11 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use k8s_openapi::api::{admissionregistration, apps, autoscaling, batch, core, discovery};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::ApiResource;
 use serde_json::Value;
 
 use crate::cli::{Cli, DoctorArgs, StatusFormat};
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{api_resource, Cluster, ClusterError};
 use crate::doctor::{self, explain, render, Code, Context, Inventory, Report};
 use crate::frontend::{connect, load_policy, offline_namespace, read_inputs};
 use crate::preview::parse_stream;
@@ -96,142 +95,143 @@ fn expand(paths: &[PathBuf], recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn of<K: kube::Resource<DynamicType = ()>>() -> ApiResource {
-    ApiResource::erase::<K>(&())
+/// The namespaced kinds doctor reads: workloads and pods, and what they use.
+const NAMESPACED: [(&str, &str); 14] = [
+    ("v1", "Pod"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "DaemonSet"),
+    ("apps/v1", "ReplicaSet"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "ResourceQuota"),
+    ("v1", "LimitRange"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+];
+
+/// The cluster-scoped kinds doctor reads.
+const CLUSTER_SCOPED: [(&str, &str); 3] = [
+    ("v1", "Namespace"),
+    ("v1", "PersistentVolume"),
+    (
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+    ),
+];
+
+fn resource(api_version: &str, kind: &str) -> ApiResource {
+    api_resource(api_version, kind).expect("doctor reads only kinds of cluster::api_resource")
+}
+
+/// Adds a list's objects; says whether the list was read. A kind the user may not list is
+/// a gap in the report (`unreadable`), not a failure; a kind the cluster does not serve (a
+/// CRD not installed) has no objects.
+fn read(
+    result: Result<Option<Vec<Value>>, ClusterError>,
+    what: &str,
+    objects: &mut Vec<Value>,
+    unreadable: &mut Vec<String>,
+) -> anyhow::Result<bool> {
+    match result {
+        Ok(Some(items)) => {
+            objects.extend(items);
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(e @ ClusterError::Forbidden { .. }) => {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            unreadable.push(format!("{what}: {first}"));
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads what doctor checks from the cluster and diagnoses it like files.
 async fn live_report(cluster: &Cluster, all: bool, ctx: &Context<'_>) -> anyhow::Result<Report> {
-    let namespaced = [
-        of::<core::v1::Pod>(),
-        of::<apps::v1::Deployment>(),
-        of::<apps::v1::StatefulSet>(),
-        of::<apps::v1::DaemonSet>(),
-        of::<apps::v1::ReplicaSet>(),
-        of::<batch::v1::Job>(),
-        of::<batch::v1::CronJob>(),
-        of::<core::v1::Service>(),
-        of::<core::v1::ConfigMap>(),
-        of::<core::v1::PersistentVolumeClaim>(),
-        of::<core::v1::ResourceQuota>(),
-        of::<core::v1::LimitRange>(),
-        of::<autoscaling::v2::HorizontalPodAutoscaler>(),
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
-            "scaledobjects",
-        ),
-    ];
-    let cluster_scoped = [
-        of::<core::v1::Namespace>(),
-        of::<core::v1::PersistentVolume>(),
-        of::<admissionregistration::v1::MutatingWebhookConfiguration>(),
-    ];
     let mut objects = Vec::new();
     let mut unreadable = Vec::new();
-    let mut read = |result: Result<Option<Vec<Value>>, ClusterError>,
-                    what: &str,
-                    objects: &mut Vec<Value>|
-     -> anyhow::Result<()> {
-        match result {
-            Ok(Some(items)) => objects.extend(items),
-            Ok(None) => {}
-            // Not allowed to read something is a gap in the report, not a failure.
-            Err(e @ ClusterError::Forbidden { .. }) => {
-                unreadable.push(format!(
-                    "{what}: {}",
-                    e.to_string().lines().next().unwrap_or_default()
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    };
-    for r in &namespaced {
-        let result = cluster.list_values(r, true, all, None, None).await;
-        read(result, &r.plural, &mut objects)?;
+    for (api_version, kind) in NAMESPACED {
+        let r = resource(api_version, kind);
+        let result = cluster.list_values(&r, true, all, None, None).await;
+        read(result, &r.plural, &mut objects, &mut unreadable)?;
     }
-    let events = of::<core::v1::Event>();
+    let events = resource("v1", "Event");
     let result = cluster
         .list_values(&events, true, all, None, Some("reason=FailedPreStopHook"))
         .await;
-    read(result, "events", &mut objects)?;
-    for r in &cluster_scoped {
-        let result = cluster.list_values(r, false, true, None, None).await;
-        read(result, &r.plural, &mut objects)?;
-    }
-    // The endpoints of our webhooks' Services.
-    let services: Vec<(String, String)> = objects
-        .iter()
-        .filter(|o| o["kind"] == "MutatingWebhookConfiguration")
-        .flat_map(|o| o["webhooks"].as_array().cloned().unwrap_or_default())
-        .filter(|w| {
-            w["name"]
-                .as_str()
-                .is_some_and(|n| n.ends_with(".kubectl-buildbot.dev"))
-        })
-        .filter_map(|w| {
-            let s = &w["clientConfig"]["service"];
-            Some((
-                s["namespace"].as_str()?.to_string(),
-                s["name"].as_str()?.to_string(),
-            ))
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let slices = of::<discovery::v1::EndpointSlice>();
-    for (ns, name) in services {
-        let result = cluster
-            .in_namespace(&ns)
-            .list_values(
-                &slices,
-                true,
-                false,
-                Some(&format!("kubernetes.io/service-name={name}")),
-                None,
-            )
-            .await;
-        read(result, "endpointslices", &mut objects)?;
+    read(result, "events", &mut objects, &mut unreadable)?;
+    let mut webhooks_known = false;
+    for (api_version, kind) in CLUSTER_SCOPED {
+        let r = resource(api_version, kind);
+        let result = cluster.list_values(&r, false, true, None, None).await;
+        let listed = read(result, &r.plural, &mut objects, &mut unreadable)?;
+        if kind == "MutatingWebhookConfiguration" {
+            webhooks_known = listed;
+        }
     }
     let mut inv = Inventory::build(&objects, &cluster.namespace, ctx.policy, true)?;
+    inv.webhooks_known = webhooks_known;
     if !all {
         // Only the namespace asked for; cluster-scoped objects stay.
         inv.workloads.retain(|w| w.namespace == cluster.namespace);
     }
-    inv.webhooks_known = !unreadable
-        .iter()
-        .any(|u| u.starts_with("mutatingwebhookconfigurations"));
-    let api_services = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("apiregistration.k8s.io", "v1", "APIService"),
-        "apiservices",
-    );
-    match cluster
-        .list_values(&api_services, false, true, None, None)
-        .await
-    {
-        Ok(Some(items)) => {
-            inv.api_services = Some(
-                items
-                    .iter()
-                    .filter_map(|a| {
-                        let available = a["status"]["conditions"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .any(|c| c["type"] == "Available" && c["status"] == "True");
-                        Some((a["metadata"]["name"].as_str()?.to_string(), available))
-                    })
-                    .collect(),
-            );
-        }
-        Ok(None) => {}
-        Err(e @ ClusterError::Forbidden { .. }) => unreadable.push(format!(
-            "apiservices: {}",
-            e.to_string().lines().next().unwrap_or_default()
-        )),
-        Err(e) => return Err(e.into()),
+    // The endpoints of our webhooks' Services.
+    let slices = resource("discovery.k8s.io/v1", "EndpointSlice");
+    for (ns, name) in doctor::webhook::services(&inv) {
+        let selector = format!("kubernetes.io/service-name={name}");
+        let result = cluster
+            .in_namespace(&ns)
+            .list_values(&slices, true, false, Some(&selector), None)
+            .await;
+        let mut found = Vec::new();
+        read(result, "endpointslices", &mut found, &mut unreadable)?;
+        inv.extend(&found, &ns, ctx.policy)?;
+    }
+    let apis = resource("apiregistration.k8s.io/v1", "APIService");
+    let result = cluster.list_values(&apis, false, true, None, None).await;
+    let mut found = Vec::new();
+    if read(result, "apiservices", &mut found, &mut unreadable)? {
+        inv.api_services = Some(
+            found
+                .iter()
+                .filter_map(|a| {
+                    let available = a["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Available" && c["status"] == "True");
+                    Some((a["metadata"]["name"].as_str()?.to_string(), available))
+                })
+                .collect(),
+        );
     }
     let mut report = doctor::diagnose_inventory(inv, ctx);
     report.unreadable = unreadable;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_doctor_reads_has_its_api_resource() {
+        for (api_version, kind) in NAMESPACED.iter().chain(&CLUSTER_SCOPED) {
+            assert!(api_resource(api_version, kind).is_some(), "{kind}");
+        }
+        assert_eq!(
+            resource("apiregistration.k8s.io/v1", "APIService").plural,
+            "apiservices"
+        );
+        assert_eq!(
+            resource("keda.sh/v1alpha1", "ScaledObject").plural,
+            "scaledobjects"
+        );
+        assert_eq!(resource("v1", "Event").plural, "events");
+    }
 }

@@ -222,6 +222,17 @@ impl Inventory {
             live,
             ..Inventory::default()
         };
+        inv.extend(objects, default_namespace, policy)?;
+        Ok(inv)
+    }
+
+    /// Adds more objects (a cluster's, read after the first ones).
+    pub fn extend(
+        &mut self,
+        objects: &[Value],
+        default_namespace: &str,
+        policy: &Policy,
+    ) -> Result<(), InvalidObject> {
         for obj in objects {
             let kind = obj["kind"].as_str().unwrap_or_default();
             let namespace = obj["metadata"]["namespace"]
@@ -232,7 +243,7 @@ impl Inventory {
                 kind,
                 "Namespace" | "PersistentVolume" | "MutatingWebhookConfiguration"
             ) {
-                inv.namespaces_read.insert(namespace.clone());
+                self.namespaces_read.insert(namespace.clone());
             }
             let with_ns = || {
                 let mut o = obj.clone();
@@ -243,7 +254,7 @@ impl Inventory {
             };
             match kind {
                 _ if template_path(kind).is_some() => {
-                    inv.all_workloads.insert((
+                    self.all_workloads.insert((
                         namespace.clone(),
                         kind.to_string(),
                         obj["metadata"]["name"]
@@ -251,21 +262,21 @@ impl Inventory {
                             .unwrap_or_default()
                             .to_string(),
                     ));
-                    if !(live && owned_by_controller(obj)) {
-                        inv.add_workload(obj, &namespace, policy, live)?;
+                    if !(self.live && owned_by_controller(obj)) {
+                        self.add_workload(obj, &namespace, policy)?;
                     }
                 }
-                "Service" => inv.services.push(owned(with_ns(), &namespace)?),
-                "ConfigMap" => inv.config_maps.push(owned(with_ns(), &namespace)?),
-                "PersistentVolumeClaim" => inv.claims.push(owned(with_ns(), &namespace)?),
-                "PersistentVolume" => inv.volumes.push(typed(obj, &namespace)?),
-                "ResourceQuota" => inv.quotas.push(owned(with_ns(), &namespace)?),
-                "LimitRange" => inv.limit_ranges.push(owned(with_ns(), &namespace)?),
-                "Event" => inv.events.push(owned(with_ns(), &namespace)?),
-                "EndpointSlice" => inv.endpoint_slices.push(owned(with_ns(), &namespace)?),
+                "Service" => self.services.push(owned(with_ns(), &namespace)?),
+                "ConfigMap" => self.config_maps.push(owned(with_ns(), &namespace)?),
+                "PersistentVolumeClaim" => self.claims.push(owned(with_ns(), &namespace)?),
+                "PersistentVolume" => self.volumes.push(typed(obj, &namespace)?),
+                "ResourceQuota" => self.quotas.push(owned(with_ns(), &namespace)?),
+                "LimitRange" => self.limit_ranges.push(owned(with_ns(), &namespace)?),
+                "Event" => self.events.push(owned(with_ns(), &namespace)?),
+                "EndpointSlice" => self.endpoint_slices.push(owned(with_ns(), &namespace)?),
                 "MutatingWebhookConfiguration" => {
-                    inv.webhooks_known = true;
-                    inv.webhooks.push(typed(obj, &namespace)?);
+                    self.webhooks_known = true;
+                    self.webhooks.push(typed(obj, &namespace)?);
                 }
                 "Namespace" => {
                     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
@@ -273,14 +284,14 @@ impl Inventory {
                         serde_json::from_value(obj["metadata"]["labels"].clone())
                             .unwrap_or_default();
                     labels.insert("kubernetes.io/metadata.name".into(), name.into());
-                    inv.namespace_labels.insert(name.into(), labels);
+                    self.namespace_labels.insert(name.into(), labels);
                 }
-                "HorizontalPodAutoscaler" => inv.autoscalers.push(hpa(obj, &namespace)),
-                "ScaledObject" => inv.autoscalers.push(scaled_object(obj, &namespace)),
-                _ => *inv.ignored.entry(kind.to_string()).or_default() += 1,
+                "HorizontalPodAutoscaler" => self.autoscalers.push(hpa(obj, &namespace)),
+                "ScaledObject" => self.autoscalers.push(scaled_object(obj, &namespace)),
+                _ => *self.ignored.entry(kind.to_string()).or_default() += 1,
             }
         }
-        Ok(inv)
+        Ok(())
     }
 
     fn add_workload(
@@ -288,7 +299,6 @@ impl Inventory {
         obj: &Value,
         namespace: &str,
         policy: &Policy,
-        live: bool,
     ) -> Result<(), InvalidObject> {
         let kind = obj["kind"].as_str().unwrap_or_default();
         let path = template_path(kind).unwrap_or(&[]);
@@ -325,7 +335,7 @@ impl Inventory {
             role,
             containers,
             opted_out,
-            admitted: live && kind == "Pod",
+            admitted: self.live && kind == "Pod",
         });
         Ok(())
     }

@@ -54,6 +54,18 @@ fn ours(inv: &Inventory) -> Vec<(&str, &MutatingWebhook)> {
         .collect()
 }
 
+/// The Services our webhooks call, `(namespace, name)`: their endpoints say whether the
+/// webhook can answer.
+pub fn services(inv: &Inventory) -> std::collections::BTreeSet<(String, String)> {
+    ours(inv)
+        .into_iter()
+        .filter_map(|(_, w)| {
+            let s = w.client_config.service.as_ref()?;
+            Some((s.namespace.clone(), s.name.clone()))
+        })
+        .collect()
+}
+
 /// Whether the webhook would see this pod at admission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Coverage {
