@@ -65,11 +65,15 @@ fn ordinal_of<'a>(sts: &str, name: &'a str) -> Option<&'a str> {
 
 pub fn check(inv: &Inventory, out: &mut Vec<Finding>) {
     for ns in inv.buildbot_namespaces() {
-        let workers: Vec<&Workload> = inv.workloads_in(ns, Role::Worker).collect();
+        // Each worker workload with the names its pods log in with, worked out once.
+        let workers: Vec<(&Workload, Names)> = inv
+            .workloads_in(ns, Role::Worker)
+            .map(|w| (w, names_of(w)))
+            .collect();
         // Several replicas under one literal name: the master keeps one, refuses the rest.
-        for w in &workers {
-            let Names::Literal(name) = names_of(w) else {
-                if matches!(names_of(w), Names::Random) {
+        for (w, names) in &workers {
+            let Names::Literal(name) = names else {
+                if matches!(names, Names::Random) {
                     out.push(
                         Finding::new(Code::WorkerNames, Severity::Error, ns, vec![w.id()])
                             .trap(format!("{} workers log in with random pod names", w.id()))
@@ -133,10 +137,10 @@ pub fn check(inv: &Inventory, out: &mut Vec<Finding>) {
                 continue;
             };
             let mut matched = vec![false; declared.len()];
-            for w in &workers {
-                let (found, logs_in_as, fix): (Vec<usize>, String, String) = match names_of(w) {
+            for (w, names) in &workers {
+                let (found, logs_in_as, fix): (Vec<usize>, String, String) = match names {
                     Names::Literal(name) => (
-                        positions(&declared, |d| *d == name),
+                        positions(&declared, |d| d == name),
                         name.clone(),
                         format!(
                             "add worker.Worker(\"{name}\", password) to c['workers'], or set \
@@ -145,7 +149,7 @@ pub fn check(inv: &Inventory, out: &mut Vec<Finding>) {
                         ),
                     ),
                     Names::Ordinals(sts) => (
-                        positions(&declared, |d| ordinal_of(&sts, d).is_some()),
+                        positions(&declared, |d| ordinal_of(sts, d).is_some()),
                         format!("{sts}-0, {sts}-1, ..."),
                         format!("declare {sts}-0 .. {sts}-<max-1> in master.cfg"),
                     ),
