@@ -1,5 +1,14 @@
 //! Workers must never be killed in the middle of a build: enough termination grace for a
 //! build to finish, and a preStop hook that drains the worker through the master first.
+//!
+//! A per-build worker pod (`restartPolicy: Never`: Buildbot's `KubeLatentWorker` creates one
+//! for each build and deletes it when the build ends) gets the grace but never the hook: its
+//! pod ends with its build, so there is nothing to drain, and the hook's `stop` control would
+//! harm it. Buildbot keeps a latent worker's "graceful shutdown" flag until the worker next
+//! connects, and a latent worker with the flag set is never started again: the first pod
+//! deletion would retire the worker for good. What does protect its build is the cluster
+//! autoscaler's `safe-to-evict: "false"` annotation: no node is scaled away under a running
+//! build (the seed's "signal 15").
 
 use serde_json::json;
 
@@ -11,6 +20,15 @@ pub const GRACEFUL_STOP_SCRIPT: &str = include_str!("graceful_stop.py");
 
 /// The API server's default grace, which it fills in before admission: treated as unset.
 const API_DEFAULT_GRACE: i64 = 30;
+
+/// The cluster autoscaler's annotation that keeps a pod's node (and the pod) in place.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+
+/// Whether the pod lives for one build only: it is never restarted, so it ends with its
+/// process (Buildbot's `KubeLatentWorker` pods, a Job's pod).
+pub fn per_build(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never")
+}
 
 /// The exact preStop command the policy injects into worker containers.
 pub fn pre_stop_command(cfg: &GracefulStop) -> Vec<String> {
@@ -55,6 +73,18 @@ pub(super) fn apply(ctx: &mut Ctx) {
         ));
     }
 
+    if per_build(ctx.pod) {
+        if ctx
+            .patch
+            .add_if_absent(&["metadata", "annotations", SAFE_TO_EVICT], json!("false"))
+        {
+            ctx.change(
+                Mutation::GracefulStop,
+                format!("{SAFE_TO_EVICT}=false (a per-build pod: no preStop hook)"),
+            );
+        }
+        return;
+    }
     let command = pre_stop_command(cfg);
     for (i, container) in containers(ctx.pod).iter().enumerate() {
         if ctx.containers.get(i).copied().flatten() != Some(Role::Worker) {

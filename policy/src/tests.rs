@@ -109,6 +109,30 @@ spec:
   - {name: scratch, emptyDir: {}}
 "#;
 
+/// What Buildbot 4.3's `KubeLatentWorker.getPodSpec` sends for one build: a name, the
+/// worker's environment, empty customisation points, `restartPolicy: Never`.
+const LATENT_WORKER: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: buildbot-latent-0-0a1b2c}
+spec:
+  affinity: {}
+  containers:
+  - name: buildbot-latent-0-0a1b2c
+    image: buildbot/buildbot-worker:v4.3.0
+    env:
+    - {name: BUILDMASTER, value: buildbot}
+    - {name: BUILDMASTER_PROTOCOL, value: pb}
+    - {name: WORKERNAME, value: latent-0}
+    - {name: WORKERPASS, value: secret}
+    - {name: BUILDMASTER_PORT, value: "9989"}
+    resources: {}
+    volumeMounts: []
+  nodeSelector: {}
+  restartPolicy: Never
+  volumes: []
+"#;
+
 const NGINX: &str = r#"
 metadata: {labels: {app: web}}
 spec:
@@ -875,4 +899,36 @@ fn a_component_label_that_disagrees_is_left_alone_and_reported() {
 fn evaluate_json_rejects_what_is_not_a_pod() {
     assert!(evaluate_json(&json!({"spec": {"containers": "nope"}}), &Policy::default()).is_err());
     assert!(evaluate_json(&json!([1, 2]), &Policy::default()).is_err());
+}
+
+#[test]
+fn a_per_build_pod_gets_requests_labels_grace_and_eviction_protection_but_no_hook() {
+    let (eval, doc) = run(LATENT_WORKER);
+    assert_eq!(eval.role, Some(Role::Worker));
+    let worker = &doc["spec"]["containers"][0];
+    assert_eq!(
+        worker["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "1Gi"})
+    );
+    assert_eq!(labels(&doc)["app.kubernetes.io/component"], "worker");
+    assert_eq!(doc["spec"]["terminationGracePeriodSeconds"], 3600);
+    assert_eq!(doc["metadata"]["annotations"][SAFE_TO_EVICT], "false");
+    // Buildbot's stop control would set the latent worker's graceful flag, which only a new
+    // connection clears: the worker would never be started again.
+    assert!(worker.get("lifecycle").is_none(), "{worker}");
+    assert!(eval
+        .changes
+        .iter()
+        .any(|c| c.detail.contains("no preStop hook")));
+    // The user's own choice is kept.
+    let mine = LATENT_WORKER.replace(
+        "metadata: {name: buildbot-latent-0-0a1b2c}",
+        "metadata: {name: x, annotations: {cluster-autoscaler.kubernetes.io/safe-to-evict: 'true'}}",
+    );
+    let (_, doc) = run(&mine);
+    assert_eq!(doc["metadata"]["annotations"][SAFE_TO_EVICT], "true");
+    // A long-running worker (the default restartPolicy) still gets the hook.
+    let (_, doc) = run(&LATENT_WORKER.replace("restartPolicy: Never", "restartPolicy: Always"));
+    assert!(doc["spec"]["containers"][0]["lifecycle"]["preStop"].is_object());
+    assert!(doc["metadata"].get("annotations").is_none());
 }

@@ -29,8 +29,17 @@ fn graceful_stop_script(cmd: &[&str]) -> Option<usize> {
     cmd.iter().position(|a| a.contains(marker))
 }
 
+/// Worker workloads whose pods outlive a build. A per-build pod (`restartPolicy: Never`, as
+/// Buildbot's `KubeLatentWorker` makes them) ends with its build: nothing to drain, and the
+/// policy gives it no hook on purpose (see `buildbot_policy::per_build`).
+fn long_running_workers(inv: &Inventory) -> impl Iterator<Item = &Workload> {
+    inv.workloads
+        .iter()
+        .filter(|w| w.role == Role::Worker && !buildbot_policy::per_build(&w.pod))
+}
+
 pub fn check_grace(inv: &Inventory, out: &mut Vec<Finding>) {
-    for w in inv.workloads.iter().filter(|w| w.role == Role::Worker) {
+    for w in long_running_workers(inv) {
         let Some(c) = w.main_container() else {
             continue;
         };
@@ -167,7 +176,7 @@ fn unreachable(inv: &Inventory, ns: &str, url: &str) -> Option<(String, bool)> {
 }
 
 pub fn check_hook_reach(inv: &Inventory, out: &mut Vec<Finding>) {
-    for w in inv.workloads.iter().filter(|w| w.role == Role::Worker) {
+    for w in long_running_workers(inv) {
         let Some(c) = w.main_container() else {
             continue;
         };

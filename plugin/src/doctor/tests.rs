@@ -325,6 +325,12 @@ fn grace_and_hook() {
     );
     let web = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: buildbot, tier: master}, ports: [{port: 80, targetPort: 8080}]}\n";
     assert_eq!(found(&with(&[&no_web, &url, web]), false), []);
+    // A per-build pod (KubeLatentWorker's) ends with its build: no hook is wanted.
+    let latent = "apiVersion: v1\nkind: Pod\nmetadata: {name: buildbot-w-1, labels: {app: buildbot, tier: worker}}\n\
+                  spec:\n  restartPolicy: Never\n  containers:\n  - name: buildbot-w-1\n    image: buildbot/buildbot-worker:v4.3.0\n    \
+                  env: [{name: BUILDMASTER, value: master}, {name: WORKERNAME, value: w}]\n    \
+                  resources: {requests: {cpu: 500m, memory: 512Mi}}\n";
+    assert_eq!(found(&with(&[MASTER, latent]), true), []);
 }
 
 #[test]
