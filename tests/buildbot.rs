@@ -103,7 +103,34 @@ pub struct Master {
     pub web_port: u16,
     pub pb_port: u16,
     env: Vec<(String, String)>,
+    /// A command prefix for every Buildbot command (see [`in_pod`]).
+    wrapper: Vec<String>,
     process: Option<Child>,
+}
+
+/// A command prefix that runs a process with a pod's service account files: in a mount
+/// namespace of its own, a fresh tmpfs on /run (where /var/run points) holds
+/// /var/run/secrets/kubernetes.io/serviceaccount with the files of `service_account` (`token`,
+/// `ca.crt`, `namespace`), which is what Buildbot's KubeInClusterConfigLoader reads. Nothing
+/// outside the process sees them. Root is needed for the mount; without it, a user
+/// namespace maps the caller to root.
+pub fn in_pod(service_account: &Path) -> Vec<String> {
+    let mut cmd: Vec<String> = ["unshare", "--mount", "--propagation", "private"]
+        .map(String::from)
+        .to_vec();
+    let root = output_of(Command::new("id").arg("-u")).is_ok_and(|id| id.trim() == "0");
+    if !root {
+        cmd.push("--map-root-user".into());
+    }
+    cmd.extend([
+        "sh".into(),
+        "-c".into(),
+        "set -e; run=$(readlink -f /var/run); mount -t tmpfs kubectl-buildbot-test \"$run\"; \
+         d=/var/run/secrets/kubernetes.io/serviceaccount; mkdir -p \"$d\"; cp \"$0\"/* \"$d\"/; exec \"$@\""
+            .into(),
+        service_account.display().to_string(),
+    ]);
+    cmd
 }
 
 impl Master {
@@ -148,31 +175,53 @@ impl Master {
             web_port,
             pb_port,
             env,
+            wrapper: Vec::new(),
             process: None,
         }
+    }
+
+    /// Runs every later Buildbot command of this master with `wrapper` in front (see
+    /// [`in_pod`]), and with `env` added to its environment.
+    pub fn wrap(&mut self, wrapper: Vec<String>, env: Vec<(String, String)>) {
+        self.wrapper = wrapper;
+        self.env.extend(env);
+    }
+
+    /// `program` through the wrapper, in the basedir, with the master's environment.
+    fn command(&self, program: PathBuf) -> Command {
+        let mut command = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
+        command
+            .current_dir(&self.basedir)
+            .env("PATH", venv_path())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
     }
 
     /// Runs `buildbot ARGS` in the basedir with the master's environment: Ok(output) when it
     /// succeeds, Err(output) otherwise.
     pub fn buildbot(&self, args: &[&str]) -> Result<String, String> {
-        output_of(
-            Command::new(tool("buildbot"))
-                .args(args)
-                .current_dir(&self.basedir)
-                .env("PATH", venv_path())
-                .envs(self.env.iter().map(|(k, v)| (k, v))),
-        )
+        output_of(self.command(tool("buildbot")).args(args))
+    }
+
+    /// Runs the venv's `python3 ARGS` as the master's commands run (wrapper, basedir, env).
+    pub fn python(&self, args: &[&str]) -> Result<String, String> {
+        output_of(self.command(tool("python")).args(args))
     }
 
     /// Starts the master in the foreground, as the image's entrypoint does
     /// (`twistd -ny buildbot.tac`), and returns once its REST API answers.
     pub fn start(&mut self) {
         let log = std::fs::File::create(self.basedir.join("master.log")).unwrap();
-        let child = Command::new(tool("twistd"))
+        let child = self
+            .command(tool("twistd"))
             .args(["--pidfile=", "-ny", "buildbot.tac"])
-            .current_dir(&self.basedir)
-            .env("PATH", venv_path())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

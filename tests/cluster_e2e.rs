@@ -59,7 +59,8 @@ async fn deploy_status_and_delete_on_a_real_cluster() {
 
     let spec = DeploySpec::new("e2e", &namespace);
     let existing = deploy::discover(&cluster, &spec).await.unwrap();
-    let (spec, secrets) = deploy::reconcile(spec, true, existing);
+    let deploy::Reconciled { spec, secrets, .. } =
+        deploy::reconcile(spec, Some(1), None, existing).unwrap();
     let (objects, _) = deploy::objects(&spec, &secrets);
     deploy::apply_all(&cluster, &objects, false)
         .await

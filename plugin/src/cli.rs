@@ -7,6 +7,7 @@ use std::time::Duration;
 use buildbot_policy::duration::parse_duration;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::deploy::WorkerMode;
 use crate::doctor::Severity;
 use crate::output::Format;
 
@@ -94,7 +95,13 @@ pub struct DeployArgs {
     /// Worker replicas (default 1; on an update, the current count is kept unless given).
     #[arg(long, value_name = "N")]
     pub workers: Option<u32>,
-    /// Worker slots declared in master.cfg: scaling up to this needs no master restart.
+    /// `static`: long-running worker pods (a StatefulSet); `latent`: the master starts a pod
+    /// per build (Buildbot's KubeLatentWorker) and deletes it when the build ends. Default
+    /// static; an update keeps the current mode unless given, and switching drains first.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub worker_mode: Option<WorkerMode>,
+    /// Worker slots declared in master.cfg: scaling up to this needs no master restart
+    /// (latent: at most this many build pods at once).
     #[arg(long, value_name = "M", default_value_t = 4)]
     pub max_workers: u32,
     /// Use an external database (SQLAlchemy URL, stored in a Secret) instead of PostgreSQL.

@@ -31,6 +31,12 @@ pub enum ScaleError {
     NoCpuRequest { container: String },
     #[error("the workers are autoscaled by {0}: remove it first (kubectl delete {0}) or change it with `scale --auto`")]
     Autoscaled(String),
+    #[error("Buildbot {name:?} runs a pod per build (--worker-mode latent): it scales itself, from none up to the {slots} slots master.cfg declares. Change the most with `kubectl buildbot deploy {name} -n {namespace} --max-workers M`, or switch to long-running workers with `--worker-mode static`")]
+    Latent {
+        name: String,
+        namespace: String,
+        slots: u32,
+    },
     #[error("KEDA is not installed on this cluster (no API group keda.sh/v1alpha1): install it (helm install keda kedacore/keda -n keda --create-namespace) or scale on CPU with `scale --auto --cpu PCT`")]
     NoKeda,
 }

@@ -17,8 +17,8 @@ fn spec() -> DeploySpec {
 
 async fn run_deploy(cluster: &Cluster, dry_run_only: bool) -> Result<Vec<Value>, ClusterError> {
     let existing = deploy::discover(cluster, &spec()).await?;
-    let (spec, secrets) = deploy::reconcile(spec(), false, existing);
-    let (objects, _) = deploy::objects(&spec, &secrets);
+    let r = deploy::reconcile(spec(), None, None, existing).unwrap();
+    let (objects, _) = deploy::objects(&r.spec, &r.secrets);
     deploy::apply_all(cluster, &objects, dry_run_only).await
 }
 
@@ -49,6 +49,7 @@ async fn deploy_reads_then_checks_everything_then_applies_with_ssa() {
         "GET /api/v1/namespaces/ci/secrets/bb-postgres".to_string(),
         "GET /api/v1/namespaces/ci/secrets/bb-workers".to_string(),
         "GET /apis/apps/v1/namespaces/ci/statefulsets/bb-worker".to_string(),
+        "GET /apis/apps/v1/namespaces/ci/deployments/bb".to_string(),
     ];
     for dry in [true, false] {
         for path in APPLY_PATHS {

@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::buildbot_api::BuildbotApi;
 use crate::cli::{Cli, DryRun, ScaleArgs};
 use crate::cluster::{Cluster, ClusterError};
-use crate::deploy::spec::DeploySpec;
+use crate::commands::deploy::installed_mode;
+use crate::deploy::spec::{DeploySpec, WorkerMode};
 use crate::frontend;
 use crate::scaling::{self, ScaleError};
 
@@ -41,6 +42,19 @@ pub async fn run(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
     }
     let cluster = frontend::connect(cli).await?;
     let spec = DeploySpec::new(&args.name, &cluster.namespace);
+    if installed_mode(&cluster, &spec).await? == Some(WorkerMode::Latent) {
+        let slots = cluster
+            .get::<Secret>(&spec.worker_secret_name())
+            .await?
+            .and_then(|s| s.data)
+            .map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
+        return Err(ScaleError::Latent {
+            name: spec.name.clone(),
+            namespace: cluster.namespace.clone(),
+            slots,
+        }
+        .into());
+    }
     let server_dry_run = args.dry_run == DryRun::Server;
     let suffix = if server_dry_run {
         "configured (server dry run)"
@@ -173,44 +187,15 @@ pub async fn scale_to(
     }
     scaling::check_slots(spec, target, current.slots)?;
     let leaving = scaling::leaving(spec, current.replicas, target);
-    if !leaving.is_empty() {
-        for w in &leaving {
-            buildbot.control(w, "pause").await?;
-        }
-        writeln!(
-            out,
-            "paused {} (no new builds); waiting for their running builds",
-            leaving.join(", ")
-        )?;
-        let started = Instant::now();
-        let mut last = String::new();
-        loop {
-            let running = buildbot.running_builds_on(&leaving).await?;
-            if running.is_empty() {
-                break;
-            }
-            let line = running
-                .iter()
-                .map(|(w, b)| format!("{w}: {}", b.join(", ")))
-                .collect::<Vec<_>>()
-                .join("; ");
-            if line != last {
-                writeln!(out, "still building: {line}")?;
-                last = line.clone();
-            }
-            if started.elapsed() >= timeout {
-                for w in &leaving {
-                    let _ = buildbot.control(w, "unpause").await;
-                }
-                anyhow::bail!(
-                    "timed out after {}s; still running: {line}. Nothing was scaled and the workers were unpaused: \
-                     retry with a longer --timeout",
-                    timeout.as_secs()
-                );
-            }
-            tokio::time::sleep(interval).await;
-        }
-    }
+    drain(
+        &buildbot,
+        &leaving,
+        timeout,
+        interval,
+        out,
+        "Nothing was scaled",
+    )
+    .await?;
     cluster
         .scale("apps/v1", "StatefulSet", &spec.worker_name(), target, false)
         .await?;
@@ -221,6 +206,58 @@ pub async fn scale_to(
         current.replicas
     )?;
     Ok(())
+}
+
+/// Pauses `workers` (no new builds) and waits until none of them runs a build, bounded by
+/// `timeout`. On timeout they are unpaused and the error says what is still running and that
+/// `unchanged` (what the caller did not do).
+pub async fn drain(
+    buildbot: &BuildbotApi<'_>,
+    workers: &[String],
+    timeout: Duration,
+    interval: Duration,
+    out: &mut dyn Write,
+    unchanged: &str,
+) -> anyhow::Result<()> {
+    if workers.is_empty() {
+        return Ok(());
+    }
+    for w in workers {
+        buildbot.control(w, "pause").await?;
+    }
+    writeln!(
+        out,
+        "paused {} (no new builds); waiting for their running builds",
+        workers.join(", ")
+    )?;
+    let started = Instant::now();
+    let mut last = String::new();
+    loop {
+        let running = buildbot.running_builds_on(workers).await?;
+        if running.is_empty() {
+            return Ok(());
+        }
+        let line = running
+            .iter()
+            .map(|(w, b)| format!("{w}: {}", b.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        if line != last {
+            writeln!(out, "still building: {line}")?;
+            last = line.clone();
+        }
+        if started.elapsed() >= timeout {
+            for w in workers {
+                let _ = buildbot.control(w, "unpause").await;
+            }
+            anyhow::bail!(
+                "timed out after {}s; still running: {line}. {unchanged} and the workers were unpaused: \
+                 retry with a longer --timeout",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 /// CPU autoscaling: applies the HPA (after checking requests and slots), replacing a

@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use super::master_cfg;
 use super::secrets::Secrets;
 use super::spec::{
-    Database, DeploySpec, MasterConfig, DB_NAME, POSTGRES_PORT, WEB_PORT, WORKER_PORT,
-    WORKER_RUN_DIR, WORKER_SECRETS_DIR,
+    Database, DeploySpec, MasterConfig, WorkerMode, DB_NAME, POSTGRES_PORT, WEB_PORT,
+    WORKER_MODE_ANNOTATION, WORKER_PORT, WORKER_RUN_DIR, WORKER_SECRETS_DIR,
 };
 use crate::preview::{preview_object_in, Previewed};
 
@@ -29,8 +29,13 @@ pub fn build(spec: &DeploySpec, secrets: &Secrets) -> Vec<Previewed> {
     let cfg = config_map(spec);
     let checksum = cfg.as_ref().map(|c| fnv1a(&c["data"].to_string()));
     objects.extend(cfg);
+    if spec.worker_mode == WorkerMode::Latent {
+        objects.extend(latent_rbac(spec));
+    }
     objects.push(master_service(spec));
-    objects.push(worker_service(spec));
+    if spec.worker_mode == WorkerMode::Static {
+        objects.push(worker_service(spec));
+    }
     if matches!(spec.database, Database::Bundled { .. }) {
         objects.push(postgres_service(spec));
     }
@@ -42,7 +47,9 @@ pub fn build(spec: &DeploySpec, secrets: &Secrets) -> Vec<Previewed> {
         objects.push(postgres(spec, image, storage));
     }
     objects.push(master(spec, checksum));
-    objects.push(workers(spec));
+    if spec.worker_mode == WorkerMode::Static {
+        objects.push(workers(spec));
+    }
     objects
         .into_iter()
         .map(|o| {
@@ -98,7 +105,7 @@ fn secret_objects(spec: &DeploySpec, secrets: &Secrets) -> Vec<Value> {
 
 fn config_map(spec: &DeploySpec) -> Option<Value> {
     let text = match &spec.config {
-        MasterConfig::Generated => master_cfg::generate(spec),
+        MasterConfig::Generated => master_cfg::generate(spec, &latent_pod_policy(spec)),
         MasterConfig::File(text) => text.clone(),
         MasterConfig::Url(_) => return None,
     };
@@ -292,10 +299,14 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
         json!({"name": "BUILDBOT_WEB_PORT", "value": WEB_PORT.to_string()}),
         json!({"name": "BUILDBOT_WORKER_PORT", "value": WORKER_PORT.to_string()}),
     ]);
-    let mut mounts = vec![
-        json!({"name": "basedir", "mountPath": basedir}),
-        json!({"name": "worker-passwords", "mountPath": WORKER_SECRETS_DIR, "readOnly": true}),
-    ];
+    let mut mounts = vec![json!({"name": "basedir", "mountPath": basedir})];
+    // Latent workers get a random password from Buildbot at each start: no Secret to read.
+    let passwords = spec.worker_mode == WorkerMode::Static;
+    if passwords {
+        mounts.push(
+            json!({"name": "worker-passwords", "mountPath": WORKER_SECRETS_DIR, "readOnly": true}),
+        );
+    }
     match &spec.config {
         MasterConfig::Url(url) => env.extend([
             json!({"name": "BUILDBOT_CONFIG_URL", "value": url}),
@@ -309,8 +320,10 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
     }
     let mut volumes = vec![
         json!({"name": "basedir", "persistentVolumeClaim": {"claimName": spec.master_claim_name()}}),
-        json!({"name": "worker-passwords", "secret": {"secretName": spec.worker_secret_name()}}),
     ];
+    if passwords {
+        volumes.push(json!({"name": "worker-passwords", "secret": {"secretName": spec.worker_secret_name()}}));
+    }
     if !matches!(spec.config, MasterConfig::Url(_)) {
         volumes.push(json!({"name": "config", "configMap": {"name": spec.config_name()}}));
     }
@@ -348,24 +361,107 @@ fn master(spec: &DeploySpec, checksum: Option<String>) -> Value {
     main["startupProbe"] = http_probe(5, 60);
     main["readinessProbe"] = http_probe(10, 3);
     main["livenessProbe"] = http_probe(20, 6);
+    let mut meta = metadata(spec, spec.master_name(), Role::Master);
+    meta["annotations"] = json!({WORKER_MODE_ANNOTATION: spec.worker_mode.as_str()});
+    let mut pod = with(
+        pod_spec_common(),
+        json!({
+            "initContainers": if matches!(spec.config, MasterConfig::Url(_)) { json!([]) } else { json!([upgrade]) },
+            "containers": [main],
+            "volumes": volumes,
+        }),
+    );
+    if spec.worker_mode == WorkerMode::Latent {
+        // The master creates and deletes the worker pods with this account's token.
+        pod["serviceAccountName"] = json!(spec.service_account_name());
+        pod["automountServiceAccountToken"] = json!(true);
+    }
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": metadata(spec, spec.master_name(), Role::Master),
+        "metadata": meta,
         "spec": {
             "replicas": 1,
             // One master owns the basedir and the claim: never two at once.
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": spec.selector(Role::Master)},
-            "template": {
-                "metadata": template_meta,
-                "spec": with(pod_spec_common(), json!({
-                    "initContainers": if matches!(spec.config, MasterConfig::Url(_)) { json!([]) } else { json!([upgrade]) },
-                    "containers": [main],
-                    "volumes": volumes,
-                })),
-            },
+            "template": {"metadata": template_meta, "spec": pod},
         },
     })
+}
+
+/// Latent mode: the master's ServiceAccount, and a Role in its own namespace that lets it
+/// create, read and delete pods, and nothing else. Buildbot's KubeLatentWorker POSTs a pod,
+/// DELETEs it, and polls `pods/<name>/status` until it is gone; `list` and `watch` are for
+/// tools reading what it made.
+fn latent_rbac(spec: &DeploySpec) -> Vec<Value> {
+    let sa = spec.service_account_name();
+    let role = spec.latent_role_name();
+    vec![
+        json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": metadata(spec, sa.clone(), Role::Master),
+            // Only the master's pod mounts the token (it asks for it).
+            "automountServiceAccountToken": false,
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": metadata(spec, role.clone(), Role::Master),
+            "rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]},
+            ],
+        }),
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": metadata(spec, role.clone(), Role::Master),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": spec.namespace}],
+        }),
+    ]
+}
+
+/// What the pod policy (and deploy's own choices: labels, a non-root user, no API token)
+/// gives a per-build worker pod, in three parts for master.cfg's KubeLatentWorker subclass:
+/// `metadata`, pod `spec` (without containers) and the build `container` (without name,
+/// image and env, which Buildbot sets). The same pure code as the webhook: a pod as Buildbot
+/// builds it goes through [`preview_object_in`].
+pub fn latent_pod_policy(spec: &DeploySpec) -> Value {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "per-build-worker", "labels": spec.labels(Role::Worker)},
+        "spec": with(pod_spec_common(), json!({
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 1000, "fsGroupChangePolicy": "OnRootMismatch"},
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "per-build-worker",
+                "image": spec.worker_image,
+                "env": [
+                    {"name": "BUILDMASTER", "value": spec.master_name()},
+                    {"name": "BUILDMASTER_PORT", "value": WORKER_PORT.to_string()},
+                ],
+                "securityContext": restricted(1000),
+            }],
+        })),
+    });
+    let after = preview_object_in(pod, &spec.policy, spec.pod_security, "deploy")
+        .expect("a valid pod")
+        .after;
+    let mut metadata = after["metadata"].clone();
+    let mut pod_spec = after["spec"].clone();
+    let mut container = pod_spec["containers"][0].clone();
+    if let Some(m) = metadata.as_object_mut() {
+        m.remove("name");
+    }
+    if let Some(p) = pod_spec.as_object_mut() {
+        p.remove("containers");
+        p.remove("restartPolicy");
+    }
+    if let Some(c) = container.as_object_mut() {
+        for key in ["name", "image", "env"] {
+            c.remove(key);
+        }
+    }
+    json!({"metadata": metadata, "spec": pod_spec, "container": container})
 }
 
 /// The buildbot.tac each worker runs: the official image's contract (BUILDMASTER,
@@ -659,5 +755,103 @@ mod tests {
         spec.config = MasterConfig::File("c = BuildmasterConfig = {}\n".into());
         assert_ne!(a, sum(&spec));
         assert_eq!(fnv1a(""), "cbf29ce484222325");
+    }
+
+    #[test]
+    fn latent_mode_has_no_worker_statefulset_and_gives_the_master_its_pod_permissions() {
+        let mut spec = DeploySpec::new("bb", "ci");
+        spec.worker_mode = WorkerMode::Latent;
+        spec.workers = 0;
+        let objs = objects(&spec);
+        let ids: Vec<String> = objs.iter().map(crate::preview::object_id).collect();
+        assert_eq!(
+            ids,
+            [
+                "Secret/bb-workers",
+                "Secret/bb-postgres",
+                "ConfigMap/bb-config",
+                "ServiceAccount/bb-master",
+                "Role/bb-latent-workers",
+                "RoleBinding/bb-latent-workers",
+                "Service/bb",
+                "Service/bb-postgres",
+                "NetworkPolicy/bb-master",
+                "NetworkPolicy/bb-worker",
+                "NetworkPolicy/bb-postgres",
+                "PersistentVolumeClaim/bb-master",
+                "StatefulSet/bb-postgres",
+                "Deployment/bb",
+            ]
+        );
+        let role = find(&objs, "Role", "bb-latent-workers");
+        assert_eq!(
+            role["rules"],
+            json!([
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]},
+            ])
+        );
+        let binding = find(&objs, "RoleBinding", "bb-latent-workers");
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "bb-master", "namespace": "ci"}])
+        );
+        let master = find(&objs, "Deployment", "bb");
+        assert_eq!(
+            master["metadata"]["annotations"][WORKER_MODE_ANNOTATION],
+            "latent"
+        );
+        let pod = &master["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "bb-master");
+        assert_eq!(pod["automountServiceAccountToken"], true);
+        assert!(
+            !pod.to_string().contains("worker-passwords"),
+            "Buildbot makes latent workers' passwords: {pod}"
+        );
+        // Ingress only: the master reaches the API server; pods carrying the worker labels
+        // reach the master's 9989.
+        for np in objs.iter().filter(|o| o["kind"] == "NetworkPolicy") {
+            assert_eq!(np["spec"]["policyTypes"], json!(["Ingress"]));
+        }
+        let to_master = &find(&objs, "NetworkPolicy", "bb-master")["spec"]["ingress"][0];
+        assert_eq!(
+            to_master["from"][0]["podSelector"]["matchLabels"],
+            spec.selector(Role::Worker)
+        );
+        let cfg = find(&objs, "ConfigMap", "bb-config")["data"]["master.cfg"]
+            .as_str()
+            .unwrap();
+        assert!(
+            cfg.contains("kube_config=KubeInClusterConfigLoader()"),
+            "{cfg}"
+        );
+        assert!(cfg.contains(r#"MASTER_ADDRESS = "bb:9989""#), "{cfg}");
+    }
+
+    #[test]
+    fn the_per_build_pod_policy_is_the_webhooks() {
+        let mut spec = DeploySpec::new("bb", "ci");
+        spec.worker_mode = WorkerMode::Latent;
+        let policy = latent_pod_policy(&spec);
+        assert_eq!(
+            policy["container"]["resources"]["requests"],
+            json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert!(policy["container"].get("lifecycle").is_none());
+        assert_eq!(policy["metadata"]["labels"], spec.labels(Role::Worker));
+        assert_eq!(
+            policy["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            "false"
+        );
+        assert_eq!(policy["spec"]["terminationGracePeriodSeconds"], 3600);
+        assert_eq!(policy["spec"]["automountServiceAccountToken"], false);
+        // A policy file changes it, as it changes the webhook.
+        spec.policy =
+            buildbot_policy::Policy::from_yaml("resources:\n  worker: {cpu: '2', memory: 4Gi}\n")
+                .unwrap();
+        assert_eq!(
+            latent_pod_policy(&spec)["container"]["resources"]["requests"],
+            json!({"cpu": "2", "memory": "4Gi"})
+        );
     }
 }

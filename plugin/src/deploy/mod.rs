@@ -12,4 +12,4 @@ pub mod spec;
 
 pub use manifests::build;
 pub use secrets::Secrets;
-pub use spec::{Database, DeploySpec, MasterConfig, SpecError};
+pub use spec::{Database, DeploySpec, MasterConfig, SpecError, WorkerMode};

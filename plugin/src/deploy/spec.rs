@@ -21,6 +21,44 @@ pub const WORKER_SECRETS_DIR: &str = "/etc/buildbot/workers";
 /// `worker-password` init container fills from the Secret.
 pub const WORKER_RUN_DIR: &str = "/run/buildbot";
 
+/// Annotation on the master Deployment recording the worker mode, so that a re-deploy keeps
+/// it like it keeps the worker count.
+pub const WORKER_MODE_ANNOTATION: &str = "kubectl-buildbot.dev/worker-mode";
+
+/// How workers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WorkerMode {
+    /// Long-running worker pods in a StatefulSet, scaled by hand or by an autoscaler.
+    #[default]
+    Static,
+    /// A pod per build: the master creates it with Buildbot's KubeLatentWorker when a build
+    /// starts and deletes it when the build ends, up to --max-workers at once.
+    Latent,
+}
+
+impl WorkerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerMode::Static => "static",
+            WorkerMode::Latent => "latent",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "static" => Some(WorkerMode::Static),
+            "latent" => Some(WorkerMode::Latent),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Where the database is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
@@ -52,6 +90,7 @@ pub struct DeploySpec {
     pub worker_image: String,
     pub workers: u32,
     pub max_workers: u32,
+    pub worker_mode: WorkerMode,
     pub database: Database,
     pub config: MasterConfig,
     pub network_policy: bool,
@@ -79,6 +118,8 @@ pub enum SpecError {
     Quantity { flag: &'static str, value: String },
     #[error("--config-file is empty")]
     EmptyConfig,
+    #[error("--workers has no meaning with --worker-mode latent: the master starts a pod per build, up to --max-workers at once; leave --workers out")]
+    WorkersWithLatent,
 }
 
 impl DeploySpec {
@@ -91,6 +132,7 @@ impl DeploySpec {
             worker_image: format!("buildbot/buildbot-worker:{BUILDBOT_VERSION}"),
             workers: 1,
             max_workers: 4,
+            worker_mode: WorkerMode::Static,
             database: Database::Bundled {
                 image: "postgres:16".into(),
                 storage: "8Gi".into(),
@@ -119,6 +161,9 @@ impl DeploySpec {
         }
         if self.max_workers == 0 {
             return Err(SpecError::NoWorkerSlots);
+        }
+        if self.worker_mode == WorkerMode::Latent && self.workers > 0 {
+            return Err(SpecError::WorkersWithLatent);
         }
         if self.workers > self.max_workers {
             return Err(SpecError::TooManyWorkers {
@@ -166,8 +211,18 @@ impl DeploySpec {
     pub fn master_claim_name(&self) -> String {
         format!("{}-master", self.name)
     }
+    /// The master's ServiceAccount (latent mode: it creates the worker pods).
+    pub fn service_account_name(&self) -> String {
+        format!("{}-master", self.name)
+    }
+    /// The Role and RoleBinding that let the master manage its worker pods (latent mode).
+    pub fn latent_role_name(&self) -> String {
+        format!("{}-latent-workers", self.name)
+    }
 
-    /// The Buildbot worker names: the worker StatefulSet's pod names for every slot.
+    /// The Buildbot worker names, one per slot: the worker StatefulSet's pod names, and the
+    /// latent workers' names (their pods are `buildbot-<name>-<master hash>`), so that the
+    /// passwords are the same in both modes.
     pub fn worker_names(&self) -> Vec<String> {
         (0..self.max_workers)
             .map(|i| format!("{}-{i}", self.worker_name()))
@@ -197,6 +252,15 @@ impl DeploySpec {
             "app.kubernetes.io/instance": self.name,
             "app.kubernetes.io/component": role.component(),
         })
+    }
+
+    /// A label selector string for a component's pods.
+    pub fn selector_string(&self, role: Role) -> String {
+        format!(
+            "{},app.kubernetes.io/component={}",
+            self.instance_selector(),
+            role.component()
+        )
     }
 
     /// A label selector string for listing everything of this installation.
@@ -246,5 +310,10 @@ mod tests {
         s.master_storage = "1Gi".into();
         s.config = MasterConfig::File("  \n".into());
         assert_eq!(s.validate(), Err(SpecError::EmptyConfig));
+        s.config = MasterConfig::Generated;
+        s.worker_mode = WorkerMode::Latent;
+        assert_eq!(s.validate(), Err(SpecError::WorkersWithLatent));
+        s.workers = 0;
+        s.validate().unwrap();
     }
 }
