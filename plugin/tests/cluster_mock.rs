@@ -290,19 +290,43 @@ async fn delete_keeps_claims_and_secrets_and_checks_before_deleting() {
             200,
             json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}),
         )),
+        // Latent mode: a pod the master made, and one a StatefulSet owns (left to it).
+        ("GET", "/api/v1/namespaces/ci/pods") => Some((
+            200,
+            json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": [
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "buildbot-bb-worker-0-5f2a1c"}},
+                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bb-worker-1", "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "bb-worker", "uid": "u", "controller": true}]}}]}),
+        )),
         ("DELETE", p) if p.ends_with("horizontalpodautoscalers/bb-worker") => not_found(s),
         _ => empty_cluster(s),
     });
     let result = delete::delete(&cluster, &spec(), false).await.unwrap();
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen[0].line(), "GET /api/v1/namespaces/ci/persistentvolumeclaims?&labelSelector=app.kubernetes.io%2Fname%3Dbuildbot%2Capp.kubernetes.io%2Finstance%3Dbb".replace("?&", "?"));
+    assert_eq!(seen[0].line(), "GET /api/v1/namespaces/ci/pods?&labelSelector=app.kubernetes.io%2Fname%3Dbuildbot%2Capp.kubernetes.io%2Finstance%3Dbb%2Capp.kubernetes.io%2Fcomponent%3Dworker".replace("?&", "?"));
+    assert_eq!(seen[1].line(), "GET /api/v1/namespaces/ci/persistentvolumeclaims?&labelSelector=app.kubernetes.io%2Fname%3Dbuildbot%2Capp.kubernetes.io%2Finstance%3Dbb".replace("?&", "?"));
     let deletes: Vec<&Seen> = seen.iter().filter(|s| s.method == "DELETE").collect();
     let (checks, real): (Vec<&&Seen>, Vec<&&Seen>) = deletes.iter().partition(|s| s.dry_run());
-    assert_eq!(checks.len(), 13);
-    assert_eq!(real.len(), 13);
+    assert_eq!(checks.len(), 16);
+    assert_eq!(real.len(), 16);
     assert!(
-        deletes.iter().take(13).all(|s| s.dry_run()),
+        deletes.iter().take(16).all(|s| s.dry_run()),
         "all checks come before any deletion"
+    );
+    let paths: Vec<&str> = real.iter().map(|s| s.path.as_str()).collect();
+    let master = paths
+        .iter()
+        .position(|p| p.ends_with("deployments/bb"))
+        .unwrap();
+    assert_eq!(
+        paths[master + 1],
+        "/api/v1/namespaces/ci/pods/buildbot-bb-worker-0-5f2a1c",
+        "the master's pods right after the master: {paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p.ends_with("pods/bb-worker-1")));
+    assert!(
+        paths.last().unwrap().ends_with("serviceaccounts/bb-master"),
+        "{paths:?}"
     );
     let order: Vec<&str> = real.iter().take(3).map(|s| s.path.as_str()).collect();
     assert_eq!(
@@ -369,8 +393,8 @@ async fn purge_deletes_claims_and_secrets_too() {
             .iter()
             .filter(|s| s.method == "DELETE")
             .count()
-            == 2 * 18,
-        "13 objects, 4 purged by name, 1 claim found by label; each checked, then deleted"
+            == 2 * 20,
+        "15 objects, 4 purged by name, 1 claim found by label; each checked, then deleted"
     );
 }
 

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 
 use crate::cli::{Cli, DeleteArgs};
 use crate::cluster::{Cluster, ClusterError};
+use crate::commands::deploy::per_build_pods;
 use crate::deploy::spec::DeploySpec;
 use crate::frontend;
 
@@ -53,7 +54,8 @@ pub async fn run(cli: &Cli, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
 pub type Target = (&'static str, &'static str, String);
 
 /// What deploy and scale make: autoscalers, then workers (their preStop hooks drain builds
-/// while the master is still up), data last.
+/// while the master is still up), data last. The per-build pods of latent mode are added by
+/// [`delete`], right after the master that makes them.
 pub fn targets(spec: &DeploySpec, purge: bool) -> Vec<Target> {
     let n = &spec.name;
     let mut t: Vec<Target> = vec![
@@ -85,12 +87,19 @@ pub fn targets(spec: &DeploySpec, purge: bool) -> Vec<Target> {
             "NetworkPolicy",
             format!("{n}-postgres"),
         ),
-        (
-            "autoscaling/v2",
-            "HorizontalPodAutoscaler",
-            spec.worker_name(),
-        ),
         ("v1", "ConfigMap", spec.config_name()),
+        // Latent mode: once the master is gone, its pod permissions.
+        (
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            spec.latent_role_name(),
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "Role",
+            spec.latent_role_name(),
+        ),
+        ("v1", "ServiceAccount", spec.service_account_name()),
     ];
     if purge {
         t.extend([
@@ -124,6 +133,18 @@ pub async fn delete(
     purge: bool,
 ) -> Result<Deleted, ClusterError> {
     let mut targets = targets(spec, purge);
+    // Latent mode's pods: the master made them, so they go right after it.
+    let after_master = targets
+        .iter()
+        .position(|(_, kind, _)| *kind == "Deployment")
+        .map_or(targets.len(), |i| i + 1);
+    let pods: Vec<Target> = per_build_pods(cluster, spec)
+        .await?
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .map(|name| ("v1", "Pod", name))
+        .collect();
+    targets.splice(after_master..after_master, pods);
     let claim_names: Vec<String> = cluster
         .list::<PersistentVolumeClaim>(&spec.instance_selector())
         .await?

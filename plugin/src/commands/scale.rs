@@ -43,15 +43,10 @@ pub async fn run(cli: &Cli, args: &ScaleArgs) -> anyhow::Result<ExitCode> {
     let cluster = frontend::connect(cli).await?;
     let spec = DeploySpec::new(&args.name, &cluster.namespace);
     if installed_mode(&cluster, &spec).await? == Some(WorkerMode::Latent) {
-        let slots = cluster
-            .get::<Secret>(&spec.worker_secret_name())
-            .await?
-            .and_then(|s| s.data)
-            .map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
         return Err(ScaleError::Latent {
             name: spec.name.clone(),
             namespace: cluster.namespace.clone(),
-            slots,
+            slots: worker_slots(&cluster, &spec).await?,
         }
         .into());
     }
@@ -123,15 +118,20 @@ pub async fn workers(cluster: &Cluster, spec: &DeploySpec) -> anyhow::Result<Wor
         .as_ref()
         .and_then(|s| s.replicas)
         .map_or(1, |r| u32::try_from(r).unwrap_or(0));
-    let secret = cluster.get::<Secret>(&spec.worker_secret_name()).await?;
-    let slots = secret
-        .and_then(|s| s.data)
-        .map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX));
     Ok(Workers {
         statefulset,
         replicas,
-        slots,
+        slots: worker_slots(cluster, spec).await?,
     })
+}
+
+/// The worker slots: deploy writes a password per slot master.cfg declares.
+pub async fn worker_slots(cluster: &Cluster, spec: &DeploySpec) -> Result<u32, ClusterError> {
+    Ok(cluster
+        .get::<Secret>(&spec.worker_secret_name())
+        .await?
+        .and_then(|s| s.data)
+        .map_or(0, |d| u32::try_from(d.len()).unwrap_or(u32::MAX)))
 }
 
 /// An autoscaler already owning the replicas, if any.

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use crate::buildbot_api::BuildbotApi;
 use crate::cli::{Cli, StatusArgs, StatusFormat};
 use crate::cluster::{Cluster, ClusterError};
-use crate::deploy::spec::DeploySpec;
+use crate::commands::deploy::mode_of;
+use crate::commands::scale::worker_slots;
+use crate::deploy::spec::{DeploySpec, WorkerMode};
 use crate::frontend;
 use crate::output::{self, Format};
 use crate::status::{pod_state, Observed};
@@ -41,6 +43,10 @@ pub async fn collect(cluster: &Cluster, spec: &DeploySpec) -> Result<Observed, C
         claims: cluster.list::<PersistentVolumeClaim>(&selector).await?,
         ..Observed::default()
     };
+    observed.worker_mode = mode_of(observed.master.as_ref(), observed.workers.is_some());
+    if observed.worker_mode == Some(WorkerMode::Latent) {
+        observed.worker_slots = worker_slots(cluster, spec).await?;
+    }
     for pod in observed
         .pods
         .iter()

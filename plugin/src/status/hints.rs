@@ -62,7 +62,8 @@ pub fn diagnose(f: &Facts<'_>) -> Vec<String> {
                 .iter()
                 .filter(|p| p.component == Some(Role::Worker) && p.ready)
             {
-                if !b.workers_connected.contains(&p.name) {
+                let worker = p.worker.as_ref().unwrap_or(&p.name);
+                if !b.workers_connected.contains(worker) {
                     hints.push(format!(
                         "worker pod {} runs but is not connected to the master: `kubectl logs {} -n {ns}`",
                         p.name, p.name

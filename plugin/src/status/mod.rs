@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use serde::Serialize;
 
 use crate::buildbot_api::{RunningBuild, Snapshot};
-use crate::deploy::spec::DeploySpec;
+use crate::deploy::spec::{DeploySpec, WorkerMode};
 use crate::readiness::{readiness, Readiness};
 
 pub use table::render_table;
@@ -35,6 +35,27 @@ pub struct PodState {
     /// The container the reason is about.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// A worker pod's Buildbot worker name: its `WORKERNAME` when the pod spells it out (a
+    /// per-build pod), else the pod's name (the StatefulSet's pods).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+/// Latent mode's workers: the slots master.cfg declares and the pods the master made.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LatentWorkers {
+    pub slots: u32,
+    pub pods: Vec<LatentPod>,
+}
+
+/// One per-build pod now, with the builds its worker runs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LatentPod {
+    pub pod: String,
+    pub worker: String,
+    pub phase: String,
+    pub builds: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -62,6 +83,9 @@ pub struct Status {
     pub claims: Vec<Claim>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub buildbot: Option<Buildbot>,
+    /// Present in latent mode (`deploy --worker-mode latent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latent: Option<LatentWorkers>,
     pub hints: Vec<String>,
 }
 
@@ -80,6 +104,10 @@ pub struct Observed {
     /// Pods the installation's controllers could not create: (`kind/name`, the event's
     /// message), from `FailedCreate` events.
     pub failed_creates: Vec<(String, String)>,
+    /// The installation's worker mode, when it is known.
+    pub worker_mode: Option<WorkerMode>,
+    /// The worker slots the worker Secret holds passwords for.
+    pub worker_slots: u32,
 }
 
 impl Default for Observed {
@@ -93,6 +121,8 @@ impl Default for Observed {
             rest: Err("not asked".into()),
             logs: Vec::new(),
             failed_creates: Vec::new(),
+            worker_mode: None,
+            worker_slots: 0,
         }
     }
 }
@@ -136,7 +166,28 @@ pub fn pod_state(pod: &Pod) -> PodState {
         reason,
         message,
         container,
+        worker: worker_name(pod),
     }
+}
+
+/// A worker pod's worker name (see [`PodState::worker`]); `None` for other pods.
+fn worker_name(pod: &Pod) -> Option<String> {
+    let labels = pod.metadata.labels.as_ref()?;
+    if labels
+        .get("app.kubernetes.io/component")
+        .map(String::as_str)
+        != Some("worker")
+    {
+        return None;
+    }
+    let spelled_out = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .flat_map(|c| c.env.iter().flatten())
+        .find(|e| e.name == "WORKERNAME")
+        .and_then(|e| e.value.clone());
+    spelled_out.or_else(|| pod.metadata.name.clone())
 }
 
 fn buildbot(rest: &Snapshot) -> Buildbot {
@@ -165,12 +216,15 @@ pub fn assemble(spec: &DeploySpec, observed: Observed) -> Status {
         observed.master.as_ref(),
         None,
     ));
-    components.push(readiness(
-        Role::Worker,
-        spec.worker_name(),
-        observed.workers.as_ref(),
-        None,
-    ));
+    let latent = observed.worker_mode == Some(WorkerMode::Latent);
+    if !latent {
+        components.push(readiness(
+            Role::Worker,
+            spec.worker_name(),
+            observed.workers.as_ref(),
+            None,
+        ));
+    }
     let pods: Vec<PodState> = observed.pods.iter().map(pod_state).collect();
     let claims: Vec<Claim> = observed
         .claims
@@ -185,6 +239,7 @@ pub fn assemble(spec: &DeploySpec, observed: Observed) -> Status {
         })
         .collect();
     let buildbot = observed.rest.as_ref().ok().map(buildbot);
+    let latent = latent.then(|| latent_workers(&observed, &pods, buildbot.as_ref()));
     let hints = hints::diagnose(&hints::Facts {
         spec,
         components: &components,
@@ -204,8 +259,51 @@ pub fn assemble(spec: &DeploySpec, observed: Observed) -> Status {
         pods,
         claims,
         buildbot,
+        latent,
         hints,
     }
+}
+
+fn latent_workers(
+    observed: &Observed,
+    pods: &[PodState],
+    buildbot: Option<&Buildbot>,
+) -> LatentWorkers {
+    let owned = |name: &str| {
+        observed.pods.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(name)
+                && p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.controller == Some(true))
+        })
+    };
+    let pods = pods
+        .iter()
+        .filter(|p| p.component == Some(Role::Worker) && !owned(&p.name))
+        .map(|p| {
+            let worker = p.worker.clone().unwrap_or_else(|| p.name.clone());
+            let builds = buildbot
+                .iter()
+                .flat_map(|b| b.builds_running.iter())
+                .filter(|b| b.worker == worker)
+                .map(|b| format!("{} #{}", b.builder, b.number))
+                .collect();
+            LatentPod {
+                pod: p.name.clone(),
+                worker,
+                phase: p.phase.clone(),
+                builds,
+            }
+        })
+        .collect();
+    // What the running master declares, else what deploy made passwords for.
+    let slots = buildbot
+        .map(|b| u32::try_from(b.workers_configured.len()).unwrap_or(u32::MAX))
+        .filter(|n| *n > 0)
+        .unwrap_or(observed.worker_slots);
+    LatentWorkers { slots, pods }
 }
 
 #[cfg(test)]
@@ -256,6 +354,7 @@ mod tests {
                 rest: Ok(rest),
                 logs: vec![],
                 failed_creates: vec![],
+                ..Observed::default()
             },
         );
         assert!(s.healthy, "{:?}", s.hints);
@@ -309,6 +408,7 @@ mod tests {
                     "could not translate host name \"db\"".into(),
                 )],
                 failed_creates: vec![],
+                ..Observed::default()
             },
         );
         assert!(!s.healthy);
@@ -325,6 +425,57 @@ mod tests {
         assert!(
             all.contains("worker pod bb-worker-0 runs but is not connected"),
             "{all}"
+        );
+    }
+
+    #[test]
+    fn latent_mode_shows_slots_pods_and_their_builds() {
+        let spec = DeploySpec::new("bb", "ci");
+        let mut build_pod = pod("buildbot-bb-worker-1-5f2a1c", "worker", true, None);
+        build_pod.spec = Some(typed(json!({"restartPolicy": "Never", "containers": [{
+            "name": "buildbot-bb-worker-1-5f2a1c",
+            "env": [{"name": "WORKERNAME", "value": "bb-worker-1"}, {"name": "WORKERPASS", "value": "x"}]}]})));
+        let rest = Snapshot {
+            workers: json!({"workers": [
+                {"workerid": 1, "name": "bb-worker-0", "connected_to": []},
+                {"workerid": 2, "name": "bb-worker-1", "connected_to": [{"masterid": 1}]}]}),
+            builds: json!({"builds": [{"builderid": 7, "number": 12, "workerid": 2}]}),
+            buildrequests: json!({"buildrequests": []}),
+            builders: json!({"builders": [{"builderid": 7, "name": "hello"}]}),
+        };
+        let s = assemble(
+            &spec,
+            Observed {
+                database: Some(ready(1)),
+                master: Some(ready(1)),
+                pods: vec![build_pod],
+                rest: Ok(rest),
+                worker_mode: Some(WorkerMode::Latent),
+                worker_slots: 4,
+                ..Observed::default()
+            },
+        );
+        assert!(s.healthy, "no worker StatefulSet is expected: {:?}", s);
+        assert!(!s.components.iter().any(|c| c.component == Role::Worker));
+        let latent = s.latent.as_ref().unwrap();
+        assert_eq!(latent.slots, 2, "what the running master declares");
+        assert_eq!(
+            latent.pods,
+            vec![LatentPod {
+                pod: "buildbot-bb-worker-1-5f2a1c".into(),
+                worker: "bb-worker-1".into(),
+                phase: "Running".into(),
+                builds: vec!["hello #12".into()],
+            }]
+        );
+        let table = render_table(&s);
+        assert!(
+            table.contains("Workers: a pod per build (latent), 1 of 2 slots in use"),
+            "{table}"
+        );
+        assert!(
+            table.contains("bb-worker-1   Running   hello #12"),
+            "{table}"
         );
     }
 

@@ -69,6 +69,29 @@ pub fn render_table(s: &Status) -> String {
             );
         }
     }
+    if let Some(l) = &s.latent {
+        let _ = writeln!(
+            out,
+            "\nWorkers: a pod per build (latent), {} of {} slots in use",
+            l.pods.len(),
+            l.slots
+        );
+        if !l.pods.is_empty() {
+            let rows = l
+                .pods
+                .iter()
+                .map(|p| {
+                    let builds = if p.builds.is_empty() {
+                        "-".to_string()
+                    } else {
+                        p.builds.join(", ")
+                    };
+                    vec![p.pod.clone(), p.worker.clone(), p.phase.clone(), builds]
+                })
+                .collect();
+            out.push_str(&kubectl_style(&["POD", "WORKER", "PHASE", "BUILDS"], rows));
+        }
+    }
     if !s.hints.is_empty() {
         let _ = writeln!(out, "\nHints:");
         for h in &s.hints {

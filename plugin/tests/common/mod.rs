@@ -114,7 +114,7 @@ pub fn not_found(s: &Seen) -> Option<(u16, Value)> {
 /// GETs find nothing; PATCHes echo the object; DELETEs succeed.
 pub fn empty_cluster(s: &Seen) -> Option<(u16, Value)> {
     match s.method.as_str() {
-        "GET" if s.path.ends_with("persistentvolumeclaims") => Some((
+        "GET" if s.path.ends_with("persistentvolumeclaims") || s.path.ends_with("/pods") => Some((
             200,
             json!({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": []}),
         )),
