@@ -455,7 +455,7 @@ mod tests {
                 ..Observed::default()
             },
         );
-        assert!(s.healthy, "no worker StatefulSet is expected: {:?}", s);
+        assert!(s.healthy, "no worker StatefulSet is expected: {s:?}");
         assert!(!s.components.iter().any(|c| c.component == Role::Worker));
         let latent = s.latent.as_ref().unwrap();
         assert_eq!(latent.slots, 2, "what the running master declares");
