@@ -3,105 +3,14 @@
 //! the webhook runs here, outside the cluster, with the chart's certificate and policy), then
 //! pods and workloads applied with `kubectl apply` and read back from the API server.
 
-use std::process::{Child, Command};
 use std::time::Duration;
 
-use base64::Engine as _;
 use buildbot_policy::Policy;
 use e2e_tests::controlplane::{wait_until, ControlPlane};
-use e2e_tests::{free_port, repo_root, temp_dir, tool, workspace_binary};
+use e2e_tests::webhook::{helm, Webhook, RELEASE};
+use e2e_tests::{free_port, repo_root};
 use kubectl_buildbot::preview::preview;
 use serde_json::Value;
-
-const RELEASE: &str = "bbw";
-
-struct Webhook {
-    process: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Webhook {
-    /// Starts `buildbot-webhook serve` with the chart's Secret and policy from the cluster.
-    fn start(cp: &ControlPlane, ns: &str, port: u16) -> Self {
-        let dir = temp_dir("webhook");
-        let secret = cp.get_json(&[
-            "secret",
-            &format!("{RELEASE}-buildbot-webhook-tls"),
-            "-n",
-            ns,
-        ]);
-        for key in ["tls.crt", "tls.key"] {
-            let pem = base64::engine::general_purpose::STANDARD
-                .decode(secret["data"][key].as_str().unwrap())
-                .unwrap();
-            std::fs::write(dir.join(key), pem).unwrap();
-        }
-        let policy = cp.get_json(&[
-            "configmap",
-            &format!("{RELEASE}-buildbot-webhook-policy"),
-            "-n",
-            ns,
-        ]);
-        std::fs::write(
-            dir.join("policy.yaml"),
-            policy["data"]["policy.yaml"].as_str().unwrap(),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("webhook.log")).unwrap();
-        let process = Command::new(workspace_binary("buildbot-webhook"))
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--tls-cert")
-            .arg(dir.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.join("tls.key"))
-            .arg("--config")
-            .arg(dir.join("policy.yaml"))
-            .args(["--log-format", "text"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start buildbot-webhook");
-        wait_until("the webhook to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Webhook { process, port, dir }
-    }
-
-    /// A counter from /metrics.
-    fn metric(&self, name: &str) -> f64 {
-        let out = Command::new("curl")
-            .args(["-sk", &format!("https://127.0.0.1:{}/metrics", self.port)])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("webhook.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-fn helm(cp: &ControlPlane, args: &[&str]) -> String {
-    e2e_tests::output_of(
-        Command::new(tool("helm"))
-            .arg("--kubeconfig")
-            .arg(cp.kubeconfig())
-            .args(args),
-    )
-    .unwrap_or_else(|e| panic!("helm {args:?}: {e}"))
-}
 
 /// Every leaf of `want` is in `got` with the same value (arrays index by index).
 fn leaves_within(want: &Value, got: &Value, path: &str, missing: &mut Vec<String>) {

@@ -68,6 +68,7 @@ pub mod buildbot;
 pub mod controlplane;
 pub mod installation;
 pub mod postgres;
+pub mod webhook;
 
 /// A TCP port free on loopback now.
 pub fn free_port() -> u16 {

@@ -25,6 +25,9 @@ pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
         if let Some(labels) = &pod.metadata.labels {
             meta.insert("labels".into(), to(labels));
         }
+        if let Some(annotations) = &pod.metadata.annotations {
+            meta.insert("annotations".into(), to(annotations));
+        }
         doc.insert("metadata".into(), Value::Object(meta));
     }
     if let Some(spec) = &pod.spec {

@@ -71,6 +71,7 @@ pub fn pod_strategy() -> impl Strategy<Value = Value> {
             "kubectl-buildbot.dev/inject",
             "kubectl-buildbot.dev/skip",
             "kubectl-buildbot.dev/role",
+            "cluster-autoscaler.kubernetes.io/safe-to-evict",
         ])),
         (1usize..4).prop_flat_map(|n| (0..n).map(container).collect::<Vec<_>>()),
         prop::option::of(prop_oneof![Just(30i64), Just(60), Just(5000)]),
@@ -89,9 +90,10 @@ pub fn pod_strategy() -> impl Strategy<Value = Value> {
             3,
         ),
         any::<bool>(),
+        prop::option::of(prop::sample::select(vec!["Always", "OnFailure", "Never"])),
     )
         .prop_map(
-            |(labels, annotation, containers, grace, sc, vol_types, has_init)| {
+            |(labels, annotation, containers, grace, sc, vol_types, has_init, restart)| {
                 let mut pod =
                     json!({"metadata": {"name": "p"}, "spec": {"containers": containers}});
                 if !labels.is_empty() {
@@ -104,6 +106,7 @@ pub fn pod_strategy() -> impl Strategy<Value = Value> {
                     let v = match a {
                         "kubectl-buildbot.dev/inject" => "false",
                         "kubectl-buildbot.dev/skip" => "labels,resources",
+                        "cluster-autoscaler.kubernetes.io/safe-to-evict" => "true",
                         _ => "worker",
                     };
                     pod["metadata"]["annotations"] = json!({a: v});
@@ -128,6 +131,9 @@ pub fn pod_strategy() -> impl Strategy<Value = Value> {
                     })
                     .collect();
                 pod["spec"]["volumes"] = json!(volumes);
+                if let Some(r) = restart {
+                    pod["spec"]["restartPolicy"] = json!(r);
+                }
                 if has_init {
                     pod["spec"]["initContainers"] = json!([{"name": "setup", "image": "busybox"}]);
                 }

@@ -927,6 +927,16 @@ fn a_per_build_pod_gets_requests_labels_grace_and_eviction_protection_but_no_hoo
     );
     let (_, doc) = run(&mine);
     assert_eq!(doc["metadata"]["annotations"][SAFE_TO_EVICT], "true");
+    // The webhook's path (a typed Pod) sees the annotation too: nothing to add, nothing
+    // replaced.
+    let typed = evaluate(&pod(&mine), &Policy::default());
+    assert!(
+        !serde_json::to_string(&typed.patch)
+            .unwrap()
+            .contains("safe-to-evict"),
+        "{:?}",
+        typed.patch
+    );
     // A long-running worker (the default restartPolicy) still gets the hook.
     let (_, doc) = run(&LATENT_WORKER.replace("restartPolicy: Never", "restartPolicy: Always"));
     assert!(doc["spec"]["containers"][0]["lifecycle"]["preStop"].is_object());

@@ -140,6 +140,22 @@ MASTER_ADDRESS = {master}  # the master's Service: the pods connect to it
 WORKER_IMAGE = {image}
 
 
+# One loader for every latent worker: each loader is a service named "KubeConfig", and
+# Buildbot refuses a second one ("cannot have two services with same name").
+KUBE_CONFIG = KubeInClusterConfigLoader()
+
+
+def pod_namespace():
+    """The master pod's namespace, where the worker pods go. Buildbot 4.3 must be given it:
+    with namespace=None, KubeLatentWorker asks KubeInClusterConfigLoader before that has read
+    its files, and the master fails to start ("no attribute 'config'")."""
+    try:
+        with open(KubeInClusterConfigLoader.kube_namespace_file) as f:
+            return f.read().strip()
+    except OSError:
+        return {namespace}
+
+
 def add_absent(target, extra):
     """Adds what `target` lacks (or has empty) from `extra`, recursively; never replaces."""
     for key, value in extra.items():
@@ -169,8 +185,9 @@ c["workers"] = [
     PolicyKubeLatentWorker(
         n,
         image=WORKER_IMAGE,
+        namespace=pod_namespace(),
         masterFQDN=MASTER_ADDRESS,
-        kube_config=KubeInClusterConfigLoader(),
+        kube_config=KUBE_CONFIG,
         max_builds=1,
         build_wait_timeout=0,
     )
@@ -180,6 +197,7 @@ c["workers"] = [
         // JSON strings are Python string literals.
         master = json!(format!("{}:{WORKER_PORT}", spec.master_name())),
         image = json!(spec.worker_image),
+        namespace = json!(spec.namespace),
     )
 }
 
