@@ -174,6 +174,18 @@ fn a_latent_installation_makes_a_pod_per_build_with_only_the_roles_permissions()
         "no worker StatefulSet in latent mode"
     );
 
+    // A re-deploy keeps the mode.
+    let out = cp.kubectl_buildbot(&ns, &["deploy", "bb", "--max-workers", "2", "--wait=false"]);
+    assert!(out.status.success(), "{}", text_of(&out));
+    let master = cp.get_json(&["deployment", "bb", "-n", &ns]);
+    assert_eq!(
+        master["metadata"]["annotations"]["kubectl-buildbot.dev/worker-mode"],
+        "latent"
+    );
+    assert!(cp
+        .kubectl(&["get", "statefulset", "bb-worker", "-n", &ns])
+        .is_err());
+
     // Exactly what the Role says, in its own namespace only.
     let sa = format!("system:serviceaccount:{ns}:bb-master");
     for verb in ["create", "get", "list", "watch", "delete"] {

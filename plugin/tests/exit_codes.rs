@@ -67,3 +67,26 @@ fn refused_requests_exit_non_zero_with_the_object_and_a_hint() {
         );
     }
 }
+
+#[test]
+fn a_latent_deploy_with_a_worker_count_is_refused_before_anything_is_sent() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-buildbot"))
+        .args([
+            "deploy",
+            "bb",
+            "--worker-mode",
+            "latent",
+            "--workers",
+            "2",
+            "--dry-run=client",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--workers has no meaning with --worker-mode latent"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

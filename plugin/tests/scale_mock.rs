@@ -347,3 +347,111 @@ async fn server_dry_run_of_autoscaling_persists_nothing() {
         .all(Seen::dry_run));
     assert!(!seen.iter().any(|s| s.method == "DELETE"));
 }
+
+/// A static installation switched to latent: `builds` answers the drain's polls.
+async fn switch_to_latent(
+    builds: impl Fn() -> Value + Send + Sync + 'static,
+    timeout: Duration,
+) -> (anyhow::Result<Vec<Value>>, Vec<Seen>, String) {
+    use kubectl_buildbot::commands::deploy;
+    use kubectl_buildbot::deploy::{Secrets, WorkerMode};
+    let (cluster, seen) = fake(installed(2, true, false, builds));
+    let mut spec = spec();
+    deploy::set_worker_mode(&mut spec, WorkerMode::Latent, None).unwrap();
+    let (objects, _) = deploy::objects(&spec, &Secrets::default().complete(&spec));
+    let mut out = Vec::new();
+    let result = deploy::switch_mode(
+        &cluster,
+        &spec,
+        WorkerMode::Static,
+        &objects,
+        timeout,
+        Duration::from_millis(1),
+        &mut out,
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    (result, seen, String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn switching_modes_checks_everything_then_drains_every_worker_before_removing_any() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    let builds = move || {
+        if p.fetch_add(1, Ordering::SeqCst) < 2 {
+            json!({"builds": [{"builderid": 5, "number": 7, "workerid": 2}]})
+        } else {
+            no_builds()
+        }
+    };
+    let (result, seen, text) = switch_to_latent(builds, Duration::from_secs(10)).await;
+    result.unwrap();
+    let first_pause = seen.iter().position(|s| s.method == "POST").unwrap();
+    assert!(
+        seen[..first_pause]
+            .iter()
+            .filter(|s| s.method == "PATCH")
+            .all(Seen::dry_run),
+        "every object checked (server dry run) before anything is paused"
+    );
+    let posts: Vec<&Seen> = seen.iter().filter(|s| s.method == "POST").collect();
+    assert_eq!(posts.len(), 4, "every slot paused");
+    assert!(posts.iter().all(|s| s.body["method"] == "pause"));
+    let last_poll = seen
+        .iter()
+        .rposition(|s| s.path.ends_with("/builds"))
+        .unwrap();
+    let deletes: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.method == "DELETE")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        deletes.iter().all(|&i| i > last_poll),
+        "nothing removed while a build runs"
+    );
+    let sts = seen
+        .iter()
+        .position(|s| s.method == "DELETE" && s.path.ends_with("statefulsets/bb-worker"))
+        .expect("the worker StatefulSet removed");
+    let first_real_apply = seen
+        .iter()
+        .position(|s| s.method == "PATCH" && !s.dry_run())
+        .unwrap();
+    assert!(
+        sts < first_real_apply,
+        "the old workers go before the master that no longer declares them restarts"
+    );
+    assert!(
+        text.contains("still building: bb-worker-1: hello #7"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_switch_that_cannot_drain_changes_nothing_and_unpauses() {
+    let builds = || json!({"builds": [{"builderid": 5, "number": 7, "workerid": 1}]});
+    let (result, seen, _) = switch_to_latent(builds, Duration::ZERO).await;
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("still running: bb-worker-0: hello #7. Nothing was changed"),
+        "{err}"
+    );
+    assert!(
+        !seen.iter().any(|s| s.method == "DELETE"),
+        "nothing removed"
+    );
+    assert!(
+        seen.iter()
+            .filter(|s| s.method == "PATCH")
+            .all(Seen::dry_run),
+        "nothing applied"
+    );
+    let unpaused = seen
+        .iter()
+        .filter(|s| s.method == "POST" && s.body["method"] == "unpause")
+        .count();
+    assert_eq!(unpaused, 4);
+}

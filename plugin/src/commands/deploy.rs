@@ -59,7 +59,16 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let server_dry_run = args.dry_run == DryRun::Server;
     let applied = match switch {
         Some(from) if !server_dry_run => {
-            switch_mode(&cluster, &spec, from, &objects, args.timeout).await?
+            switch_mode(
+                &cluster,
+                &spec,
+                from,
+                &objects,
+                args.timeout,
+                Duration::from_secs(5),
+                &mut std::io::stderr(),
+            )
+            .await?
         }
         _ => {
             if let Some(from) = switch {
@@ -112,44 +121,46 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
 /// 5. latent to static: deletes what latent mode left (per-build pods, the master's Role).
 ///
 /// The caller waits for the master and unpauses the workers.
-async fn switch_mode(
+pub async fn switch_mode(
     cluster: &Cluster,
     spec: &DeploySpec,
     from: WorkerMode,
     objects: &[Value],
     timeout: Duration,
+    interval: Duration,
+    out: &mut dyn std::io::Write,
 ) -> anyhow::Result<Vec<Value>> {
     apply_all(cluster, objects, true).await?;
-    eprintln!(
+    writeln!(
+        out,
         "Switching {:?} from {from} to {} workers: pausing every worker and waiting for its running build first",
         spec.name, spec.worker_mode
-    );
+    )?;
     let buildbot = BuildbotApi::new(cluster, spec);
-    let mut err = std::io::stderr();
     scale::drain(
         &buildbot,
         &spec.worker_names(),
         timeout,
-        Duration::from_secs(5),
-        &mut err,
+        interval,
+        out,
         "Nothing was changed",
     )
     .await?;
     if from == WorkerMode::Static {
         for (api_version, kind, name) in static_worker_objects(spec) {
             if cluster.delete(api_version, kind, &name, false).await? {
-                eprintln!("{}/{name} deleted", kind.to_ascii_lowercase());
+                writeln!(out, "{}/{name} deleted", kind.to_ascii_lowercase())?;
             }
         }
     }
     let applied = apply_all(cluster, objects, false).await?;
     if from == WorkerMode::Latent {
         for pod in delete_per_build_pods(cluster, spec).await? {
-            eprintln!("pod/{pod} deleted");
+            writeln!(out, "pod/{pod} deleted")?;
         }
         for (api_version, kind, name) in latent_objects(spec) {
             if cluster.delete(api_version, kind, &name, false).await? {
-                eprintln!("{}/{name} deleted", kind.to_ascii_lowercase());
+                writeln!(out, "{}/{name} deleted", kind.to_ascii_lowercase())?;
             }
         }
     }
