@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use e2e_tests::kubernetes_validate;
 use kubectl_buildbot::commands::deploy::objects;
-use kubectl_buildbot::deploy::{Database, DeploySpec, MasterConfig, Secrets};
+use kubectl_buildbot::deploy::{Database, DeploySpec, MasterConfig, Secrets, WorkerMode};
 use serde_json::Value;
 
 fn rendered(spec: &DeploySpec) -> Vec<Value> {
@@ -29,11 +29,15 @@ fn specs() -> Vec<(&'static str, DeploySpec)> {
     let mut many = DeploySpec::new("big", "ci");
     many.workers = 5;
     many.max_workers = 10;
+    let mut latent = DeploySpec::new("pods", "ci");
+    kubectl_buildbot::commands::deploy::set_worker_mode(&mut latent, WorkerMode::Latent, None)
+        .unwrap();
     vec![
         ("default", default),
         ("external-url", external),
         ("external-secret", secret_db),
         ("many", many),
+        ("latent", latent),
     ]
 }
 
@@ -154,6 +158,28 @@ fn every_selector_selects_its_pods_and_every_reference_resolves() {
                 Some(&Value::from("None")),
                 "{label}: {svc}"
             );
+        }
+        // A pod's ServiceAccount, and a RoleBinding's Role and subjects, are created.
+        let (accounts, roles) = (by("ServiceAccount"), by("Role"));
+        for (name, tpl) in &templates {
+            if let Some(sa) = tpl["spec"]["serviceAccountName"].as_str() {
+                assert!(accounts.contains_key(sa), "{label}: {name} runs as {sa}");
+            }
+        }
+        for (name, binding) in by("RoleBinding") {
+            let role = binding["roleRef"]["name"].as_str().unwrap();
+            assert!(
+                roles.contains_key(role),
+                "{label}: RoleBinding/{name} binds {role}"
+            );
+            for subject in binding["subjects"].as_array().unwrap() {
+                let sa = subject["name"].as_str().unwrap();
+                assert!(
+                    accounts.contains_key(sa),
+                    "{label}: RoleBinding/{name} binds {sa}"
+                );
+                assert_eq!(subject["namespace"], spec.namespace.as_str(), "{label}");
+            }
         }
         // Every Secret, ConfigMap and claim a pod refers to is created (or is the user's own).
         for (name, tpl) in &templates {

@@ -252,6 +252,7 @@ fn what_deploy_creates_has_no_findings() {
             "https://example.com/config.tar.gz",
             "--no-network-policy",
         ],
+        &["--worker-mode", "latent"],
     ] {
         let mut args = vec![
             "deploy",

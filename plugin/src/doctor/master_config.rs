@@ -101,9 +101,11 @@ fn string_literal(s: &str) -> Option<&str> {
     Some(&body[..body.find(quote)?])
 }
 
-/// The worker names master.cfg declares: the literal first argument of every `Worker(`-like
-/// call, or the names in a list literal the call's loop iterates. `None` when any name is
-/// computed in a way doctor cannot follow.
+/// The worker names master.cfg declares for long-running workers: the literal first argument
+/// of every `Worker(`-like call, or the names in a list literal the call's loop iterates.
+/// Latent workers (`KubeLatentWorker`, a subclass named `...LatentWorker`, Docker's, EC2's)
+/// are left out: the master starts them itself, so no pod is expected to log in as them
+/// beforehand. `None` when any name is computed in a way doctor cannot follow.
 pub fn declared_workers(cfg: &str) -> Option<Vec<String>> {
     let mut names = Vec::new();
     let mut rest = cfg;
@@ -117,6 +119,12 @@ pub fn declared_workers(cfg: &str) -> Option<Vec<String>> {
             continue;
         }
         calls += 1;
+        let callee_start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        if before[callee_start..].contains("Latent") {
+            continue;
+        }
         let arg = rest.trim_start();
         if let Some(name) = string_literal(arg) {
             names.push(name.to_string());
@@ -179,6 +187,16 @@ class MyWorker(worker.Worker):
             ["bb-worker-0", "bb-worker-1"]
         );
         assert_eq!(declared_workers("c = {}"), None, "no declaration: unknown");
+        let latent = "WORKER_NAMES = [\"bb-worker-0\"]\n\
+                      class PolicyKubeLatentWorker(worker.KubeLatentWorker):\n    pass\n\
+                      c['workers'] = [PolicyKubeLatentWorker(\n        n,\n        image='w',\n    )\n    for n in WORKER_NAMES\n]\n\
+                      c['workers'].append(worker.KubeLatentWorker('plain-0', image='w'))\n\
+                      c['workers'].append(worker.Worker('static-0', 'p'))\n";
+        assert_eq!(
+            declared_workers(latent),
+            Some(vec!["static-0".to_string()]),
+            "the master starts latent workers itself"
+        );
         let computed = "c['workers'] = [worker.Worker(f'w{i}', 'p') for i in range(3)]";
         assert_eq!(declared_workers(computed), None);
     }
