@@ -822,7 +822,8 @@ mod tests {
             .as_str()
             .unwrap();
         assert!(
-            cfg.contains("kube_config=KubeInClusterConfigLoader()"),
+            cfg.contains("KUBE_CONFIG = KubeInClusterConfigLoader()")
+                && cfg.contains("kube_config=KUBE_CONFIG,"),
             "{cfg}"
         );
         assert!(cfg.contains(r#"MASTER_ADDRESS = "bb:9989""#), "{cfg}");
