@@ -167,7 +167,25 @@ pub fn evaluate(pod: &Pod, policy: &Policy) -> Evaluation {
 /// Evaluates the policy for one pod admitted under `level`: nothing that level forbids is
 /// injected.
 pub fn evaluate_in(pod: &Pod, policy: &Policy, level: PodSecurityLevel) -> Evaluation {
-    evaluate_with_doc(pod, || patch::skeleton(pod), policy, level)
+    evaluate_decoded(pod, pod.metadata != Default::default(), policy, level)
+}
+
+/// [`evaluate_in`] for a pod decoded from a document with only the fields the policy reads
+/// (the webhook's review view): the typed pod cannot tell whether the document has
+/// `metadata` when none of the fields read is there, so `metadata_present` says it. Gives
+/// the patch [`evaluate_in`] gives for the whole document.
+pub fn evaluate_decoded(
+    pod: &Pod,
+    metadata_present: bool,
+    policy: &Policy,
+    level: PodSecurityLevel,
+) -> Evaluation {
+    evaluate_with_doc(
+        pod,
+        || patch::skeleton(pod, metadata_present),
+        policy,
+        level,
+    )
 }
 
 /// Evaluates the policy for a pod given as JSON exactly as written (a pod template from a

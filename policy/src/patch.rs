@@ -16,11 +16,13 @@ fn to<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or_default()
 }
 
-pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod) -> Value {
+/// `metadata_present`: whether the document has `metadata`. An empty typed ObjectMeta may
+/// come from a document without it: then it is left out, so the first label adds `/metadata`
+/// whole (which also replaces an empty `{}`); when the document has it, labels are added
+/// inside it, never replacing it.
+pub(crate) fn skeleton(pod: &k8s_openapi::api::core::v1::Pod, metadata_present: bool) -> Value {
     let mut doc = Map::new();
-    // An empty typed ObjectMeta may come from a document without `metadata` at all: leave it
-    // out, so the first label adds `/metadata` whole (which also replaces an empty `{}`).
-    if pod.metadata != Default::default() {
+    if metadata_present {
         let mut meta = Map::new();
         if let Some(labels) = &pod.metadata.labels {
             meta.insert("labels".into(), to(labels));

@@ -1,6 +1,8 @@
 //! Load benchmark: the real webhook against the stack's own floor, side by side in one run.
 //!
 //! `cargo bench -p buildbot-webhook --bench load [-- --seconds 3]`
+//! `cargo bench -p buildbot-webhook --bench load -- --against https://127.0.0.1:8443/mutate --against-ca DIR/ca.crt [--against-pid PID] [--against-name NAME]`
+//! `cargo bench -p buildbot-webhook --bench load -- --make-cert DIR`
 //!
 //! Starts (a) the real `buildbot-webhook serve` binary and (b) a null server (this binary
 //! again, with `--null-server`) on the very same transport (`server::transport`, axum over
@@ -9,6 +11,12 @@
 //! seed-style worker and master pods, 20-container pods and non-Buildbot pods. Prints
 //! throughput, p50/p99/p99.9 latency and peak RSS of each, and the ratios webhook/null; then
 //! the webhook's RSS after at least 100,000 reviews.
+//!
+//! `--against URL` drives any other HTTPS admission endpoint the same way in the same run (a
+//! third row, and the ratio webhook/peer): for example kube-rs' `admission_controller`
+//! example. `--make-cert DIR` writes `ca.crt`, `tls.crt` and `tls.key` (for `localhost`) for
+//! such a peer to serve, and exits; `--against-ca` is the CA to trust, `--against-pid` the
+//! process whose peak RSS to report.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -98,16 +106,39 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 }
 
 struct Target {
-    name: &'static str,
+    name: String,
     addr: SocketAddr,
-    child: Child,
+    path: String,
+    /// The process, when this benchmark started it (it is stopped with the benchmark).
+    child: Option<Child>,
+    pid: Option<u32>,
+    /// The CA that signed its certificate.
+    ca: String,
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
+}
+
+/// `https://HOST:PORT/PATH` as an address and a path.
+fn parse_url(url: &str) -> (SocketAddr, String) {
+    use std::net::ToSocketAddrs;
+    let rest = url
+        .strip_prefix("https://")
+        .unwrap_or_else(|| panic!("--against {url}: an https:// URL"));
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let addr = host
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("--against {url}: {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("--against {url}: no address"));
+    let path = if path.is_empty() { "/" } else { path };
+    (addr, path.to_string())
 }
 
 async fn wait_listening(addr: SocketAddr) {
@@ -142,18 +173,18 @@ impl Run {
 
 /// `concurrency` keep-alive connections sending the mix for `duration`.
 async fn drive(
-    addr: SocketAddr,
-    ca: &str,
+    target: &Target,
     bodies: Arc<Vec<Vec<u8>>>,
     concurrency: usize,
     duration: Duration,
 ) -> Run {
-    let tls = connector(ca);
+    let (addr, path) = (target.addr, Arc::new(target.path.clone()));
+    let tls = connector(&target.ca);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for t in 0..concurrency {
-        let (tls, bodies) = (tls.clone(), bodies.clone());
+        let (tls, bodies, path) = (tls.clone(), bodies.clone(), path.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = KeepAlive::connect(addr, &tls, "localhost")
                 .await
@@ -164,7 +195,7 @@ async fn drive(
                 let body = &bodies[i % bodies.len()];
                 i += 1;
                 let sent = Instant::now();
-                match conn.post("/mutate", body).await {
+                match conn.post(&path, body).await {
                     Ok(r) if r.status == 200 => {
                         lat.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     }
@@ -195,6 +226,20 @@ fn main() {
     if std::env::args().any(|a| a == "--null-server") {
         return null_server();
     }
+    if let Some(dir) = arg("--make-cert") {
+        let ca = common::Ca::new("bench-ca");
+        let (cert, key) = ca.leaf(&["localhost"]);
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert).unwrap();
+        std::fs::write(dir.join("tls.key"), key).unwrap();
+        println!(
+            "wrote {}/{{ca.crt,tls.crt,tls.key}} (for localhost)",
+            dir.display()
+        );
+        return;
+    }
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(3);
     let dir = std::env::temp_dir().join(format!("bbwh-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -218,7 +263,14 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start the {name} server: {e}"));
-        Target { name, addr, child }
+        Target {
+            name: name.to_string(),
+            addr,
+            path: "/mutate".into(),
+            pid: Some(child.id()),
+            child: Some(child),
+            ca: ca.pem(),
+        }
     };
     let webhook = spawn(
         "webhook",
@@ -226,6 +278,19 @@ fn main() {
         &["serve", "--log-format", "json"],
     );
     let null = spawn("null", std::env::current_exe().unwrap(), &["--null-server"]);
+    let peer = arg("--against").map(|url| {
+        let (addr, path) = parse_url(&url);
+        let ca_file = arg("--against-ca").expect("--against needs --against-ca FILE");
+        Target {
+            name: arg("--against-name").unwrap_or_else(|| "peer".into()),
+            addr,
+            path,
+            child: None,
+            pid: arg("--against-pid").and_then(|p| p.parse().ok()),
+            ca: std::fs::read_to_string(&ca_file)
+                .unwrap_or_else(|e| panic!("--against-ca {ca_file}: {e}")),
+        }
+    });
 
     // The mix: 40% seed workers, 20% seed masters, 10% 20-container pods, 30% not Buildbot.
     let mut bodies = Vec::new();
@@ -250,15 +315,20 @@ fn main() {
     runtime.block_on(async {
         wait_listening(webhook.addr).await;
         wait_listening(null.addr).await;
+        let mut targets = vec![&webhook, &null];
+        if let Some(peer) = &peer {
+            wait_listening(peer.addr).await;
+            targets.push(peer);
+        }
         println!("load benchmark: {seconds} s per run, keep-alive HTTPS on loopback, 2 cores shared by client and server");
         println!("{:>4} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7}", "conc", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "peakMiB", "errors");
         let mut webhook_reviews = 0u64;
         for concurrency in [1usize, 16, 64] {
             let mut results = Vec::new();
-            for target in [&webhook, &null] {
-                drive(target.addr, &ca.pem(), bodies.clone(), concurrency, Duration::from_millis(500)).await; // warm-up
-                let run = drive(target.addr, &ca.pem(), bodies.clone(), concurrency, Duration::from_secs(seconds)).await;
-                let (peak, _) = rss_mib(target.child.id());
+            for target in &targets {
+                drive(target, bodies.clone(), concurrency, Duration::from_millis(500)).await; // warm-up
+                let run = drive(target, bodies.clone(), concurrency, Duration::from_secs(seconds)).await;
+                let peak = target.pid.map_or(f64::NAN, |pid| rss_mib(pid).0);
                 println!(
                     "{concurrency:>4} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {peak:>8.1} {:>7}",
                     target.name, run.rps(), run.pct(0.5), run.pct(0.99), run.pct(0.999), run.errors
@@ -268,19 +338,22 @@ fn main() {
                 }
                 results.push(run);
             }
-            println!(
-                "{:>4} ratio webhook/null: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
-                "",
-                results[0].rps() / results[1].rps(),
-                results[0].pct(0.5) / results[1].pct(0.5),
-                results[0].pct(0.99) / results[1].pct(0.99)
-            );
+            for (i, other) in targets.iter().enumerate().skip(1) {
+                println!(
+                    "{:>4} ratio webhook/{}: throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+                    "",
+                    other.name,
+                    results[0].rps() / results[i].rps(),
+                    results[0].pct(0.5) / results[i].pct(0.5),
+                    results[0].pct(0.99) / results[i].pct(0.99)
+                );
+            }
         }
         while webhook_reviews < 100_000 {
-            webhook_reviews += drive(webhook.addr, &ca.pem(), bodies.clone(), 16, Duration::from_secs(2)).await.requests;
+            webhook_reviews += drive(&webhook, bodies.clone(), 16, Duration::from_secs(2)).await.requests;
         }
-        let (peak, now) = rss_mib(webhook.child.id());
-        let (null_peak, _) = rss_mib(null.child.id());
+        let (peak, now) = rss_mib(webhook.pid.unwrap());
+        let (null_peak, _) = rss_mib(null.pid.unwrap());
         println!("webhook after {webhook_reviews} reviews: RSS {now:.1} MiB, peak {peak:.1} MiB (null server peak {null_peak:.1} MiB)");
     });
     let _ = std::fs::remove_dir_all(&dir);

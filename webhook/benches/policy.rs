@@ -1,4 +1,5 @@
-//! The policy engine alone, per kind of pod, and the whole review (decode, evaluate, encode).
+//! The policy engine alone, per kind of pod; the review's decode and encode, each next to the
+//! way kube-core's types do it; and the whole review (decode, evaluate, encode).
 //! `cargo bench -p buildbot-webhook --bench policy`
 
 #[path = "../tests/common/mod.rs"]
@@ -6,10 +7,13 @@ mod common;
 
 use std::hint::black_box;
 
+use base64::Engine as _;
 use buildbot_policy::{evaluate, Policy};
 use buildbot_webhook::review::review;
+use buildbot_webhook::view::{PodView, ReviewView};
 use criterion::{criterion_group, criterion_main, Criterion};
 use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::AdmissionReview;
 
 fn pods() -> Vec<(&'static str, serde_json::Value)> {
     vec![
@@ -20,6 +24,29 @@ fn pods() -> Vec<(&'static str, serde_json::Value)> {
     ]
 }
 
+/// The review as the view reads it: the typed Pod the policy gets.
+fn view_decode(body: &[u8]) -> (Pod, bool) {
+    let review: ReviewView = serde_json::from_slice(body).unwrap();
+    let object = review.request.unwrap().object.unwrap();
+    let view: PodView = serde_json::from_str(object.get()).unwrap();
+    let present = view.metadata_present();
+    (view.into_pod(), present)
+}
+
+/// How the response was encoded before: the whole review through a `serde_json::Value`,
+/// the patch written back as base64 into the tree.
+fn value_tree_encode(reviewed: buildbot_webhook::review::Reviewed) -> Vec<u8> {
+    let mut response = reviewed.response;
+    let patch = response.patch.take();
+    let mut value = serde_json::to_value(response.into_review()).unwrap();
+    if let Some(patch) = patch {
+        value["response"]["patch"] = base64::engine::general_purpose::STANDARD
+            .encode(patch)
+            .into();
+    }
+    serde_json::to_vec(&value).unwrap()
+}
+
 fn bench(c: &mut Criterion) {
     let policy = Policy::default();
     let mut engine = c.benchmark_group("policy engine");
@@ -28,6 +55,43 @@ fn bench(c: &mut Criterion) {
         engine.bench_function(name, |b| b.iter(|| evaluate(black_box(&pod), &policy)));
     }
     engine.finish();
+
+    let worker = common::admission_review(
+        "0c9a8d74-9cb7-44dd-b98e-09fd62def2f4",
+        common::seed_worker_pod(),
+    );
+    let large =
+        common::admission_review("0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", common::large_pod());
+    let mut decode = c.benchmark_group("decode");
+    for (name, body) in [("seed worker", &worker), ("20 containers", &large)] {
+        decode.bench_function(format!("{name}: kube-core AdmissionReview<Pod>"), |b| {
+            b.iter(|| serde_json::from_slice::<AdmissionReview<Pod>>(black_box(body)).unwrap());
+        });
+        decode.bench_function(format!("{name}: view"), |b| {
+            b.iter(|| view_decode(black_box(body)));
+        });
+    }
+    decode.finish();
+
+    let mut encode = c.benchmark_group("encode");
+    // The same answer (10 patch operations) each time; only the encoding is timed.
+    let evaluated = || review(&worker, &policy).unwrap();
+    encode.bench_function("seed worker: through a serde_json::Value", |b| {
+        b.iter_batched(
+            evaluated,
+            value_tree_encode,
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    encode.bench_function("seed worker: one buffer", |b| {
+        b.iter_batched(
+            evaluated,
+            |r| r.into_json(),
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    encode.finish();
+
     let mut whole = c.benchmark_group("review (decode + evaluate + encode)");
     for (name, pod) in pods() {
         let body = common::admission_review("0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", pod);

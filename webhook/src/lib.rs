@@ -2,9 +2,11 @@
 //! decides what a correct Buildbot pod looks like.
 //!
 //! - [`review`]: AdmissionReview v1 in, AdmissionReview v1 out, no I/O.
+//! - [`view`]: the review decoded for what the policy reads, and nothing else.
 //! - [`server`]: the HTTPS admission server (axum over rustls), certificate reload.
 //! - [`metrics`]: the Prometheus counters, recorded in one place.
 
 pub mod metrics;
 pub mod review;
 pub mod server;
+pub mod view;

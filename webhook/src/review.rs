@@ -6,11 +6,11 @@
 //! where the user should know.
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Pod;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::DynamicObject;
+use kube::core::admission::AdmissionResponse;
 
-use buildbot_policy::{evaluate_in, Evaluation, PodSecurityLevel, Policy, Role, Skipped};
+use buildbot_policy::{evaluate_decoded, Evaluation, PodSecurityLevel, Policy, Role, Skipped};
+
+use crate::view::{PodView, ReviewView};
 
 /// What happened to one review, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,7 +46,7 @@ impl Outcome {
 /// The answer to one review.
 #[derive(Debug)]
 pub struct Reviewed {
-    pub response: AdmissionReview<DynamicObject>,
+    pub response: AdmissionResponse,
     pub outcome: Outcome,
     /// The number of patch operations sent.
     pub operations: usize,
@@ -56,21 +56,38 @@ pub struct Reviewed {
     pub injected: String,
 }
 
+/// The AdmissionReview around a response, up to the response object.
+const REVIEW_HEAD: &[u8] =
+    br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":"#;
+
 impl Reviewed {
-    /// The response body. kube-core keeps `patch` as bytes and would serialise them as an
-    /// array of numbers; the wire format, Go's `[]byte`, is a base64 string. The patch is
-    /// taken out before serialising the rest (one JSON number per byte is the slowest part
-    /// of a review otherwise) and written back as base64.
+    /// The response body, written into one buffer. kube-core keeps `patch` as bytes and would
+    /// serialise them as an array of numbers; the wire format, Go's `[]byte`, is a base64
+    /// string. So the response is serialised without its patch, and the patch is base64'd
+    /// straight into the buffer before the response object closes.
     pub fn into_json(mut self) -> Vec<u8> {
-        let patch = self.response.response.as_mut().and_then(|r| r.patch.take());
-        let mut value =
-            serde_json::to_value(&self.response).expect("an AdmissionReview always serialises");
+        use base64::engine::general_purpose::STANDARD;
+        let patch = self.response.patch.take();
+        let patch_len = patch
+            .as_ref()
+            .map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
+        let mut out = Vec::with_capacity(REVIEW_HEAD.len() + 512 + patch_len);
+        out.extend_from_slice(REVIEW_HEAD);
+        serde_json::to_writer(&mut out, &self.response)
+            .expect("an AdmissionResponse always serialises");
         if let Some(patch) = patch {
-            value["response"]["patch"] = base64::engine::general_purpose::STANDARD
-                .encode(patch)
-                .into();
+            out.pop(); // the response object's `}`
+            out.extend_from_slice(br#","patch":""#);
+            let at = out.len();
+            out.resize(at + patch_len, 0);
+            let written = STANDARD
+                .encode_slice(&patch, &mut out[at..])
+                .expect("encoded_len is the exact size");
+            out.truncate(at + written);
+            out.extend_from_slice(b"\"}");
         }
-        serde_json::to_vec(&value).expect("a JSON value always serialises")
+        out.push(b'}');
+        out
     }
 }
 
@@ -96,48 +113,78 @@ pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
 
 /// [`review`] for a pod in a namespace whose Pod Security level is `level` (the webhook path
 /// `/mutate/LEVEL`, which the API server calls for namespaces with that enforce label).
+///
+/// The review is read through [`crate::view`]: only what the policy reads is decoded.
 pub fn review_in(
     body: &[u8],
     policy: &Policy,
     level: PodSecurityLevel,
 ) -> Result<Reviewed, ReviewError> {
-    match serde_json::from_slice::<AdmissionReview<Pod>>(body) {
-        Ok(review) => review_pod(review, policy, level),
-        Err(pod_error) => {
-            // Still a review? Then the object is what failed: allow it, say why.
-            let review: AdmissionReview<DynamicObject> =
-                serde_json::from_slice(body).map_err(|e| {
-                    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                        Ok(_) => ReviewError::NotAReview(e),
-                        Err(e) => ReviewError::NotJson(e),
-                    }
-                })?;
-            let req = request(review)?;
-            let kind = &req.kind.kind;
-            let (outcome, warning) = if kind == "Pod" {
-                (
-                    Outcome::Undecodable,
-                    prefixed(&format!(
-                        "pod left unchanged, it could not be decoded: {pod_error}"
-                    )),
-                )
-            } else {
-                (
-                    Outcome::Skipped,
-                    prefixed(&format!("only Pods are mutated, {kind} left unchanged")),
-                )
-            };
-            let mut response = AdmissionResponse::from(&req);
-            response.warnings = Some(vec![warning]);
-            Ok(Reviewed {
-                response: response.into_review(),
-                outcome,
-                operations: 0,
-                role: None,
-                injected: String::new(),
-            })
-        }
+    let review: ReviewView =
+        serde_json::from_slice(body).map_err(|e| {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => ReviewError::NotAReview(e),
+                Err(e) => ReviewError::NotJson(e),
+            }
+        })?;
+    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
+        return Err(ReviewError::WrongVersion {
+            kind: review.kind.into_owned(),
+            api_version: review.api_version.into_owned(),
+        });
     }
+    let req = review.request.ok_or(ReviewError::NoRequest)?;
+    let response = allowed(&req.uid);
+    let left_alone = |response: AdmissionResponse, outcome: Outcome| Reviewed {
+        response,
+        outcome,
+        operations: 0,
+        role: None,
+        injected: String::new(),
+    };
+    let kind = req.kind.kind;
+    if kind != "Pod" {
+        let mut response = response;
+        response.warnings = Some(vec![prefixed(&format!(
+            "only Pods are mutated, {kind} left unchanged"
+        ))]);
+        return Ok(left_alone(response, Outcome::Skipped));
+    }
+    // Only new pods are mutated: a running pod's spec is immutable, and subresources
+    // (ephemeral containers, bindings) are not ours.
+    if req.operation != "CREATE" || req.sub_resource.is_some() {
+        return Ok(left_alone(response, Outcome::Skipped));
+    }
+    let Some(object) = req.object else {
+        return Ok(left_alone(response, Outcome::Skipped));
+    };
+    let view: PodView = match serde_json::from_str(object.get()) {
+        Ok(view) => view,
+        Err(e) => {
+            let mut response = response;
+            response.warnings = Some(vec![prefixed(&format!(
+                "pod left unchanged, it could not be decoded: {e}"
+            ))]);
+            return Ok(left_alone(response, Outcome::Undecodable));
+        }
+    };
+    let metadata_present = view.metadata_present();
+    let pod = view.into_pod();
+    Ok(answer(
+        response,
+        evaluate_decoded(&pod, metadata_present, policy, level),
+    ))
+}
+
+/// An allowed response to the request `uid`, nothing else yet.
+fn allowed(uid: &str) -> AdmissionResponse {
+    // kube-core builds a response from a typed AdmissionRequest, which the view replaces;
+    // its `invalid` gives the same response type to start from.
+    let mut response = AdmissionResponse::invalid("");
+    response.allowed = true;
+    response.result = Default::default();
+    response.uid = uid.to_owned();
+    response
 }
 
 /// An admission warning: kubectl prints it as `Warning: ...` among others, so it says whose it is.
@@ -145,42 +192,8 @@ fn prefixed(warning: &str) -> String {
     format!("kubectl-buildbot: {warning}")
 }
 
-fn request<T: kube::core::Resource>(
-    review: AdmissionReview<T>,
-) -> Result<AdmissionRequest<T>, ReviewError> {
-    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
-        return Err(ReviewError::WrongVersion {
-            kind: review.types.kind,
-            api_version: review.types.api_version,
-        });
-    }
-    review.try_into().map_err(|_| ReviewError::NoRequest)
-}
-
-fn review_pod(
-    review: AdmissionReview<Pod>,
-    policy: &Policy,
-    level: PodSecurityLevel,
-) -> Result<Reviewed, ReviewError> {
-    let req = request(review)?;
-    let response = AdmissionResponse::from(&req);
-    let unchanged = |response: AdmissionResponse| Reviewed {
-        response: response.into_review(),
-        outcome: Outcome::Skipped,
-        operations: 0,
-        role: None,
-        injected: String::new(),
-    };
-    // Only new pods are mutated: a running pod's spec is immutable, and subresources
-    // (ephemeral containers, bindings) are not ours.
-    if req.kind.kind != "Pod" || req.operation != Operation::Create || req.sub_resource.is_some() {
-        return Ok(unchanged(response));
-    }
-    let Some(pod) = req.object.as_ref() else {
-        return Ok(unchanged(response));
-    };
-
-    let evaluation = evaluate_in(pod, policy, level);
+/// The response for an evaluated pod: warnings, audit annotations, the patch.
+fn answer(mut response: AdmissionResponse, evaluation: Evaluation) -> Reviewed {
     let injected = evaluation.injected().join(",");
     let Evaluation {
         role,
@@ -189,7 +202,6 @@ fn review_pod(
         changes,
         warnings,
     } = evaluation;
-    let mut response = response;
     if !warnings.is_empty() {
         response.warnings = Some(warnings.into_iter().map(|w| prefixed(&w)).collect());
     }
@@ -218,13 +230,13 @@ fn review_pod(
             .with_patch(patch)
             .expect("a JSON patch of JSON values always serialises");
     }
-    Ok(Reviewed {
-        response: response.into_review(),
+    Reviewed {
+        response,
         outcome,
         operations,
         role,
         injected,
-    })
+    }
 }
 
 #[cfg(test)]

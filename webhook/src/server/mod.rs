@@ -284,11 +284,10 @@ async fn serve_review(state: &AppState, level: PodSecurityLevel, request: Reques
                 .metrics
                 .review(reviewed.outcome, reviewed.operations, took);
             if reviewed.outcome != Outcome::Skipped {
-                let response = reviewed.response.response.as_ref();
                 // Per review at debug: the API server's audit log (our audit annotations) and
                 // /metrics are the record; a line per pod creation is a syscall on the hot path.
                 tracing::debug!(
-                    uid = response.map(|r| r.uid.as_str()).unwrap_or_default(),
+                    uid = reviewed.response.uid.as_str(),
                     outcome = reviewed.outcome.name(),
                     role = reviewed.role.map(|r| r.component()).unwrap_or("-"),
                     injected = reviewed.injected.as_str(),

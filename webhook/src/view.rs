@@ -1,0 +1,278 @@
+//! A review decoded for what the policy reads, and nothing else.
+//!
+//! kube-core's `AdmissionReview<Pod>` decodes every field of the pod (managedFields, probes,
+//! ports, tolerations, status...) and, through its `#[serde(flatten)]` type meta, has serde
+//! buffer the whole review in an untyped tree before decoding it a second time. The policy
+//! reads little of it: the pod's labels and annotations; in the spec, containers and init
+//! containers, volumes, the security context, the grace period and the restart policy; in a
+//! container, its name, image, env, resources, volume mounts, lifecycle and security context.
+//!
+//! [`ReviewView`] reads the review once, strings borrowed where they have no escapes, and
+//! skips everything else unread (serde's `IgnoredAny`). [`PodView::into_pod`] builds a typed
+//! Pod holding only those fields; with [`PodView::metadata_present`] the policy gives it the
+//! very patch it gives the whole pod (`buildbot_policy::evaluate_decoded`; the property test
+//! in `tests/view.rs` checks that on generated pods, and the fuzz target `view` decodes
+//! arbitrary input both ways).
+//!
+//! What the API server sends has passed its own validation, so a field skipped here is
+//! well-formed; a malformed skipped field is not an error here (the typed decode would
+//! refuse it).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, Lifecycle, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
+    SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+
+/// An AdmissionReview: its type, and the request if there is one.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewView<'a> {
+    #[serde(borrow, default)]
+    pub api_version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub request: Option<RequestView<'a>>,
+}
+
+/// The parts of an AdmissionRequest the webhook reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: KindView<'a>,
+    #[serde(borrow)]
+    pub operation: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub sub_resource: Option<Cow<'a, str>>,
+    /// The object, read as a [`PodView`] once the kind says it is a Pod.
+    #[serde(borrow, default)]
+    pub object: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The request's GroupVersionKind: its kind.
+#[derive(Debug, Deserialize)]
+pub struct KindView<'a> {
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+}
+
+/// A pod, as far as the policy reads it.
+#[derive(Debug, Default, Deserialize)]
+pub struct PodView {
+    #[serde(default)]
+    metadata: Option<MetaView>,
+    #[serde(default)]
+    spec: Option<SpecView>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MetaView {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecView {
+    // k8s-openapi reads a missing list as empty, required or not.
+    #[serde(default)]
+    containers: Vec<ContainerView>,
+    #[serde(default)]
+    init_containers: Option<Vec<ContainerView>>,
+    #[serde(default)]
+    volumes: Option<Vec<Volume>>,
+    #[serde(default)]
+    security_context: Option<PodSecurityContext>,
+    #[serde(default)]
+    termination_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    restart_policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerView {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    env: Option<Vec<EnvVar>>,
+    #[serde(default)]
+    resources: Option<ResourceRequirements>,
+    #[serde(default)]
+    volume_mounts: Option<Vec<VolumeMount>>,
+    #[serde(default)]
+    lifecycle: Option<Lifecycle>,
+    #[serde(default)]
+    security_context: Option<SecurityContext>,
+}
+
+impl ContainerView {
+    fn into_container(self) -> Container {
+        Container {
+            name: self.name,
+            image: self.image,
+            env: self.env,
+            resources: self.resources,
+            volume_mounts: self.volume_mounts,
+            lifecycle: self.lifecycle,
+            security_context: self.security_context,
+            ..Container::default()
+        }
+    }
+}
+
+impl PodView {
+    /// Whether the document has `metadata` (see `buildbot_policy::evaluate_decoded`).
+    pub fn metadata_present(&self) -> bool {
+        self.metadata.is_some()
+    }
+
+    /// A typed Pod with the fields the policy reads, and no others.
+    pub fn into_pod(self) -> Pod {
+        let metadata = self
+            .metadata
+            .map_or_else(ObjectMeta::default, |m| ObjectMeta {
+                labels: m.labels,
+                annotations: m.annotations,
+                ..ObjectMeta::default()
+            });
+        let spec = self.spec.map(|s| PodSpec {
+            containers: s
+                .containers
+                .into_iter()
+                .map(ContainerView::into_container)
+                .collect(),
+            init_containers: s
+                .init_containers
+                .map(|c| c.into_iter().map(ContainerView::into_container).collect()),
+            volumes: s.volumes,
+            security_context: s.security_context,
+            termination_grace_period_seconds: s.termination_grace_period_seconds,
+            restart_policy: s.restart_policy,
+            ..PodSpec::default()
+        });
+        Pod {
+            metadata,
+            spec,
+            status: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_policy_reads_and_skips_the_rest() {
+        let body = br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{
+            "uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE",
+            "userInfo":{"username":"x","extra":{"a":["b"]}},"oldObject":null,
+            "object":{"metadata":{"name":"w","labels":{"app":"buildbot"},"managedFields":[{"manager":"kubectl","fieldsV1":{"f:spec":{}}}]},
+              "spec":{"containers":[{"name":"worker","image":"buildbot/buildbot-worker","ports":[{"containerPort":1}],
+                "env":[{"name":"BUILDMASTER","value":"m"}],"livenessProbe":{"exec":{"command":["true"]}}}],
+                "tolerations":[{"key":"k"}],"restartPolicy":"Never"},
+              "status":{"phase":"Pending"}}}}"#;
+        let review: ReviewView = serde_json::from_slice(body).unwrap();
+        assert_eq!(review.kind, "AdmissionReview");
+        let request = review.request.unwrap();
+        assert!(matches!(request.uid, Cow::Borrowed("u-1")));
+        assert_eq!(request.operation, "CREATE");
+        let view: PodView = serde_json::from_str(request.object.unwrap().get()).unwrap();
+        assert!(view.metadata_present());
+        let pod = view.into_pod();
+        assert_eq!(pod.metadata.name, None, "not read");
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "buildbot");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.containers[0].env.as_ref().unwrap()[0].name,
+            "BUILDMASTER"
+        );
+        assert!(spec.containers[0].ports.is_none(), "not read");
+        assert!(spec.tolerations.is_none(), "not read");
+    }
+
+    #[test]
+    fn what_the_typed_pod_refuses_in_the_fields_read_is_refused_here_too() {
+        for object in [
+            r#"{}"#,
+            r#"{"spec":{}}"#,
+            r#"{"spec":{"containers":[{"image":"x"}]}}"#,
+            r#"{"spec":{"containers":[{"name":"x","env":[{"value":"v"}]}]}}"#,
+            r#"{"spec":{"containers":5}}"#,
+            r#"{"spec":{"containers":[{"name":"x","resources":{"requests":{"cpu":1}}}]}}"#,
+            r#"{"metadata":{"labels":{"a":1}},"spec":{"containers":[]}}"#,
+            r#"{"spec":{"containers":[],"terminationGracePeriodSeconds":"30"}}"#,
+            r#"{"spec":{"containers":[],"volumes":[{"name":"v","hostPath":{}}]}}"#,
+        ] {
+            assert_eq!(
+                serde_json::from_str::<PodView>(object).is_ok(),
+                serde_json::from_str::<Pod>(object).is_ok(),
+                "{object}"
+            );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use buildbot_policy::testing::pod_strategy;
+        use buildbot_policy::{evaluate_decoded, evaluate_json_in, PodSecurityLevel, Policy};
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// The view gives the evaluation the whole document gives: same role, patch,
+            /// changes and warnings, whatever the fields it skips hold.
+            #[test]
+            fn the_view_gives_the_patch_of_the_whole_pod(
+                pod in pod_strategy(),
+                no_metadata in any::<bool>(),
+                noise in any::<bool>(),
+                level in prop::sample::select(vec![
+                    PodSecurityLevel::Privileged,
+                    PodSecurityLevel::Baseline,
+                    PodSecurityLevel::Restricted,
+                ]),
+            ) {
+                let mut doc = pod;
+                if no_metadata {
+                    doc.as_object_mut().unwrap().remove("metadata");
+                }
+                if noise {
+                    // What real reviews carry and the policy never reads.
+                    doc["status"] = json!({"phase": "Pending"});
+                    doc["spec"]["tolerations"] = json!([{"key": "k", "operator": "Exists"}]);
+                    if let Some(meta) = doc.get_mut("metadata") {
+                        meta["managedFields"] = json!([{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]);
+                        meta["uid"] = json!("0c9a8d74");
+                    }
+                    for c in doc["spec"]["containers"].as_array_mut().unwrap() {
+                        c["ports"] = json!([{"containerPort": 8080}]);
+                        c["livenessProbe"] = json!({"httpGet": {"path": "/", "port": 8080}});
+                    }
+                }
+                let policy = Policy::default();
+                let whole = evaluate_json_in(&doc, &policy, level).unwrap();
+                let view: PodView = serde_json::from_value(doc).unwrap();
+                let present = view.metadata_present();
+                let viewed = evaluate_decoded(&view.into_pod(), present, &policy, level);
+                prop_assert_eq!(whole, viewed);
+            }
+        }
+    }
+}
