@@ -32,7 +32,9 @@ pub use config::{
     GracefulStop, Identity, Mutations, Permissions, Policy, PolicyError, Recognition, Resources,
     RoleResources, UserGroup, INJECT_KEY, ROLE_KEY, SKIP_KEY,
 };
-pub use graceful::{per_build, pre_stop_command, GRACEFUL_STOP_SCRIPT, SAFE_TO_EVICT};
+pub use graceful::{
+    per_build, pre_stop_command, GRACEFUL_STOP_SCRIPT, INJECTED_SCRIPT, SAFE_TO_EVICT,
+};
 pub use permissions::INIT_CONTAINER_NAME;
 pub use pod_security::{PodSecurityLevel, ENFORCE_LABEL};
 pub use role::{glob_match, image_repository, recognise, Evidence, Recognised, Role};

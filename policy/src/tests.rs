@@ -312,7 +312,7 @@ fn seed_worker_gets_grace_hook_requests_and_chown() {
     );
     let cmd = &worker["lifecycle"]["preStop"]["exec"]["command"];
     assert_eq!(cmd[0], "python3");
-    assert_eq!(cmd[2], GRACEFUL_STOP_SCRIPT);
+    assert_eq!(cmd[2], *INJECTED_SCRIPT);
     assert_eq!(
         doc["spec"]["initContainers"][0]["volumeMounts"][0]["name"],
         "worker-storage"
@@ -941,4 +941,25 @@ fn a_per_build_pod_gets_requests_labels_grace_and_eviction_protection_but_no_hoo
     let (_, doc) = run(&LATENT_WORKER.replace("restartPolicy: Never", "restartPolicy: Always"));
     assert!(doc["spec"]["containers"][0]["lifecycle"]["preStop"].is_object());
     assert!(doc["metadata"].get("annotations").is_none());
+}
+
+#[test]
+fn the_injected_hook_is_the_script_without_its_comments() {
+    let source: Vec<&str> = GRACEFUL_STOP_SCRIPT
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(str::trim_end)
+        .collect();
+    let injected: Vec<&str> = INJECTED_SCRIPT.lines().collect();
+    assert_eq!(
+        injected[0],
+        GRACEFUL_STOP_SCRIPT.lines().next().unwrap(),
+        "named by its first line"
+    );
+    assert_eq!(
+        &injected[1..],
+        &source[..],
+        "every line of code, as written"
+    );
+    assert!(INJECTED_SCRIPT.len() < GRACEFUL_STOP_SCRIPT.len() * 9 / 10);
 }

@@ -59,6 +59,9 @@ struct ServeArgs {
     /// On SIGTERM, how long to wait for in-flight reviews.
     #[arg(long, default_value = "25s", value_parser = parse_duration)]
     drain_timeout: Duration,
+    /// Threads serving requests (default: one per CPU core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json, env = "BUILDBOT_WEBHOOK_LOG_FORMAT")]
     log_format: LogFormat,
@@ -100,6 +103,10 @@ async fn terminated() {
     ctrl_c.await.unwrap_or(());
 }
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -115,9 +122,11 @@ fn main() -> anyhow::Result<()> {
             config.max_connections = args.max_connections;
             config.read_timeout = args.read_timeout;
             config.drain_timeout = args.drain_timeout;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = args.worker_threads {
+                runtime.worker_threads(usize::from(n));
+            }
+            let runtime = runtime.enable_all().build()?;
             runtime.block_on(async {
                 let server = Server::bind(config).await?;
                 tracing::info!(addr = %server.local_addr(), "buildbot-webhook serving /mutate");

@@ -107,7 +107,7 @@ struct ContainerView {
     #[serde(default)]
     image: Option<String>,
     #[serde(default)]
-    env: Option<Vec<EnvVar>>,
+    env: Option<Vec<EnvName>>,
     #[serde(default)]
     resources: Option<ResourceRequirements>,
     #[serde(default)]
@@ -118,12 +118,26 @@ struct ContainerView {
     security_context: Option<SecurityContext>,
 }
 
+/// An environment variable: the policy recognises a role by the names alone.
+#[derive(Debug, Deserialize)]
+struct EnvName {
+    #[serde(default)]
+    name: String,
+}
+
 impl ContainerView {
     fn into_container(self) -> Container {
         Container {
             name: self.name,
             image: self.image,
-            env: self.env,
+            env: self.env.map(|env| {
+                env.into_iter()
+                    .map(|e| EnvVar {
+                        name: e.name,
+                        ..EnvVar::default()
+                    })
+                    .collect()
+            }),
             resources: self.resources,
             volume_mounts: self.volume_mounts,
             lifecycle: self.lifecycle,
