@@ -134,7 +134,7 @@ fn request(
     }
     let limits = resources.and_then(|r| r.limits.as_ref());
     let index = index.to_string();
-    let mut set = Vec::new();
+    let mut wanted = Vec::with_capacity(NAMES.len());
     for (name, default) in NAMES.into_iter().zip(values) {
         let value = capped(default, limits, name);
         if value != *default {
@@ -143,11 +143,27 @@ fn request(
                 container.name
             ));
         }
-        if ctx.patch.add_if_absent(
-            &["spec", list, &index, "resources", "requests", name],
-            json!(value),
-        ) {
-            set.push(format!("{name}={value}"));
+        wanted.push((name, value));
+    }
+    let requests = ["spec", list, &index, "resources", "requests"];
+    let mut set = Vec::new();
+    // Usually no `requests` at all: one operation adds them all.
+    let all: serde_json::Map<String, serde_json::Value> = wanted
+        .iter()
+        .map(|(name, value)| ((*name).to_string(), json!(value)))
+        .collect();
+    if ctx
+        .patch
+        .add_if_absent(&requests, serde_json::Value::Object(all))
+    {
+        set.extend(wanted.iter().map(|(name, value)| format!("{name}={value}")));
+    } else {
+        // `requests: {}` (or a parent that is not an object): key by key.
+        for (name, value) in &wanted {
+            let path = [&requests[..], &[*name]].concat();
+            if ctx.patch.add_if_absent(&path, json!(value)) {
+                set.push(format!("{name}={value}"));
+            }
         }
     }
     if !set.is_empty() {

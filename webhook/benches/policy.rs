@@ -27,8 +27,13 @@ fn pods() -> Vec<(&'static str, serde_json::Value)> {
 /// The review as the view reads it: the typed Pod the policy gets.
 fn view_decode(body: &[u8]) -> (Pod, bool) {
     let review: ReviewView = serde_json::from_slice(body).unwrap();
-    let object = review.request.unwrap().object.unwrap();
-    let view: PodView = serde_json::from_str(object.get()).unwrap();
+    let view: PodView = review
+        .request
+        .unwrap()
+        .object
+        .unwrap()
+        .into_pod_view()
+        .unwrap();
     let present = view.metadata_present();
     (view.into_pod(), present)
 }

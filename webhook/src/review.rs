@@ -10,7 +10,7 @@ use kube::core::admission::AdmissionResponse;
 
 use buildbot_policy::{evaluate_decoded, Evaluation, PodSecurityLevel, Policy, Role, Skipped};
 
-use crate::view::{PodView, ReviewView};
+use crate::view::{PodView, RawReviewView, ReviewView};
 
 /// What happened to one review, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,13 +120,19 @@ pub fn review_in(
     policy: &Policy,
     level: PodSecurityLevel,
 ) -> Result<Reviewed, ReviewError> {
-    let review: ReviewView =
-        serde_json::from_slice(body).map_err(|e| {
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => ReviewError::NotAReview(e),
-                Err(e) => ReviewError::NotJson(e),
-            }
-        })?;
+    let review: ReviewView = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        // Rare: the pod, read in the same pass, did not decode (or this is no review at
+        // all). The second reading keeps the object raw, to tell which.
+        Err(e) => serde_json::from_slice::<RawReviewView>(body)
+            .map(RawReviewView::into_review)
+            .map_err(
+                |_| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => ReviewError::NotAReview(e),
+                    Err(e) => ReviewError::NotJson(e),
+                },
+            )?,
+    };
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::WrongVersion {
             kind: review.kind.into_owned(),
@@ -158,7 +164,7 @@ pub fn review_in(
     let Some(object) = req.object else {
         return Ok(left_alone(response, Outcome::Skipped));
     };
-    let view: PodView = match serde_json::from_str(object.get()) {
+    let view: PodView = match object.into_pod_view() {
         Ok(view) => view,
         Err(e) => {
             let mut response = response;

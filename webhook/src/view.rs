@@ -7,8 +7,9 @@
 //! containers, volumes, the security context, the grace period and the restart policy; in a
 //! container, its name, image, env, resources, volume mounts, lifecycle and security context.
 //!
-//! [`ReviewView`] reads the review once, strings borrowed where they have no escapes, and
-//! skips everything else unread (serde's `IgnoredAny`). [`PodView::into_pod`] builds a typed
+//! [`ReviewView`] reads the review in one pass, strings borrowed where they have no escapes,
+//! the pod as a [`PodView`] as it goes, and skips everything else unread (serde's
+//! `IgnoredAny`). [`PodView::into_pod`] builds a typed
 //! Pod holding only those fields; with [`PodView::metadata_present`] the policy gives it the
 //! very patch it gives the whole pod (`buildbot_policy::evaluate_decoded`; the property test
 //! in `tests/view.rs` checks that on generated pods, and the fuzz target `view` decodes
@@ -41,20 +42,156 @@ pub struct ReviewView<'a> {
 }
 
 /// The parts of an AdmissionRequest the webhook reads.
+#[derive(Debug)]
+pub struct RequestView<'a> {
+    pub uid: Cow<'a, str>,
+    pub kind: KindView<'a>,
+    pub operation: Cow<'a, str>,
+    pub sub_resource: Option<Cow<'a, str>>,
+    pub object: Option<Object<'a>>,
+}
+
+/// The request's object: read as a pod in the same pass when the request's kind, which the
+/// API server sends before it, says Pod; else kept as raw JSON (see [`Object::into_pod_view`]).
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per review, on the stack; boxing the pod would cost an allocation each"
+)]
+pub enum Object<'a> {
+    Pod(PodView),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+impl Object<'_> {
+    /// The object as a pod view, reading it now if it was kept raw.
+    pub fn into_pod_view(self) -> Result<PodView, serde_json::Error> {
+        match self {
+            Object::Pod(view) => Ok(view),
+            Object::Raw(raw) => serde_json::from_str(raw.get()),
+        }
+    }
+}
+
+/// A string borrowed from the input when it has no escapes (serde's own `Cow<str>` is
+/// always owned outside derived structs).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(Visitor(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RequestView<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = RequestView<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an AdmissionRequest")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error as _;
+                let (mut uid, mut kind, mut operation) = (None, None::<KindView<'a>>, None);
+                let (mut sub_resource, mut object) = (None, None);
+                while let Some(Text(key)) = map.next_key::<Text<'a>>()? {
+                    match key.as_ref() {
+                        "uid" => uid = Some(map.next_value::<Text<'a>>()?.0),
+                        "kind" => kind = Some(map.next_value()?),
+                        "operation" => operation = Some(map.next_value::<Text<'a>>()?.0),
+                        "subResource" => {
+                            sub_resource = map.next_value::<Option<Text<'a>>>()?.map(|t| t.0);
+                        }
+                        "object" if kind.as_ref().is_some_and(|k| k.kind == "Pod") => {
+                            object = map.next_value::<Option<PodView>>()?.map(Object::Pod);
+                        }
+                        "object" => {
+                            object = map
+                                .next_value::<Option<&'a serde_json::value::RawValue>>()?
+                                .map(Object::Raw);
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RequestView {
+                    uid: uid.ok_or_else(|| A::Error::missing_field("uid"))?,
+                    kind: kind.ok_or_else(|| A::Error::missing_field("kind"))?,
+                    operation: operation.ok_or_else(|| A::Error::missing_field("operation"))?,
+                    sub_resource,
+                    object,
+                })
+            }
+        }
+        deserializer.deserialize_map(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// The review read again with the object kept raw, when [`ReviewView`] failed: a pod that
+/// does not decode is then told apart from a body that is no review.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RequestView<'a> {
-    #[serde(borrow)]
-    pub uid: Cow<'a, str>,
-    #[serde(borrow)]
-    pub kind: KindView<'a>,
-    #[serde(borrow)]
-    pub operation: Cow<'a, str>,
+pub struct RawReviewView<'a> {
     #[serde(borrow, default)]
-    pub sub_resource: Option<Cow<'a, str>>,
-    /// The object, read as a [`PodView`] once the kind says it is a Pod.
+    api_version: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub object: Option<&'a serde_json::value::RawValue>,
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    request: Option<RawRequestView<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRequestView<'a> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: KindView<'a>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
+    #[serde(borrow, default)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    object: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> RawReviewView<'a> {
+    pub fn into_review(self) -> ReviewView<'a> {
+        ReviewView {
+            api_version: self.api_version,
+            kind: self.kind,
+            request: self.request.map(|r| RequestView {
+                uid: r.uid,
+                kind: r.kind,
+                operation: r.operation,
+                sub_resource: r.sub_resource,
+                object: r.object.map(Object::Raw),
+            }),
+        }
+    }
 }
 
 /// The request's GroupVersionKind: its kind.
@@ -204,7 +341,9 @@ mod tests {
         let request = review.request.unwrap();
         assert!(matches!(request.uid, Cow::Borrowed("u-1")));
         assert_eq!(request.operation, "CREATE");
-        let view: PodView = serde_json::from_str(request.object.unwrap().get()).unwrap();
+        let Some(Object::Pod(view)) = request.object else {
+            panic!("a Pod is read as a pod in the same pass")
+        };
         assert!(view.metadata_present());
         let pod = view.into_pod();
         assert_eq!(pod.metadata.name, None, "not read");
@@ -217,6 +356,18 @@ mod tests {
         );
         assert!(spec.containers[0].ports.is_none(), "not read");
         assert!(spec.tolerations.is_none(), "not read");
+    }
+
+    #[test]
+    fn an_object_before_its_kind_is_read_afterwards() {
+        let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+            "object":{"metadata":{"labels":{"app":"buildbot"}},"spec":{"containers":[{"name":"w"}]}},
+            "uid":"u","kind":{"kind":"Pod"},"operation":"CREATE"}}"#;
+        let review: ReviewView = serde_json::from_slice(body).unwrap();
+        let object = review.request.unwrap().object.unwrap();
+        assert!(matches!(object, Object::Raw(_)));
+        let pod = object.into_pod_view().unwrap().into_pod();
+        assert_eq!(pod.spec.unwrap().containers[0].name, "w");
     }
 
     #[test]
