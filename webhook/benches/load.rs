@@ -12,8 +12,8 @@
 //! throughput, p50/p99/p99.9 latency and peak RSS of each, and the ratios webhook/null; then
 //! the webhook's RSS after at least 100,000 reviews.
 //!
-//! `--against URL` drives any other HTTPS admission endpoint the same way in the same run (a
-//! third row, and the ratio webhook/peer): for example kube-rs' `admission_controller`
+//! `--against URL` (repeatable) drives any other HTTPS admission endpoint the same way in the
+//! same run (a row each, and the ratio webhook/peer): for example kube-rs' `admission_controller`
 //! example. `--make-cert DIR` writes `ca.crt`, `tls.crt` and `tls.key` (for `localhost`) for
 //! such a peer to serve, and exits; `--against-ca` is the CA to trust, `--against-pid` the
 //! process whose peak RSS to report.
@@ -37,10 +37,16 @@ use common::{admission_review, connector, KeepAlive};
 const NULL_RESPONSE: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true,"status":{}}}"#;
 
 fn arg(name: &str) -> Option<String> {
+    args(name).into_iter().next()
+}
+
+/// Every value of a repeatable flag, in order.
+fn args(name: &str) -> Vec<String> {
     let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].clone())
+        .collect()
 }
 
 /// `--null-server --listen ADDR --tls-cert F --tls-key F`: the floor, on the same transport.
@@ -278,19 +284,36 @@ fn main() {
         &["serve", "--log-format", "json"],
     );
     let null = spawn("null", std::env::current_exe().unwrap(), &["--null-server"]);
-    let peer = arg("--against").map(|url| {
-        let (addr, path) = parse_url(&url);
-        let ca_file = arg("--against-ca").expect("--against needs --against-ca FILE");
-        Target {
-            name: arg("--against-name").unwrap_or_else(|| "peer".into()),
-            addr,
-            path,
-            child: None,
-            pid: arg("--against-pid").and_then(|p| p.parse().ok()),
-            ca: std::fs::read_to_string(&ca_file)
-                .unwrap_or_else(|e| panic!("--against-ca {ca_file}: {e}")),
-        }
-    });
+    // Each --against has its own --against-ca (else the last one given), --against-name and
+    // --against-pid, by position.
+    let (cas, names, pids) = (
+        args("--against-ca"),
+        args("--against-name"),
+        args("--against-pid"),
+    );
+    let peers: Vec<Target> = args("--against")
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let (addr, path) = parse_url(url);
+            let ca_file = cas
+                .get(i)
+                .or(cas.last())
+                .expect("--against needs --against-ca FILE");
+            Target {
+                name: names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("peer{}", i + 1)),
+                addr,
+                path,
+                child: None,
+                pid: pids.get(i).and_then(|p| p.parse().ok()),
+                ca: std::fs::read_to_string(ca_file)
+                    .unwrap_or_else(|e| panic!("--against-ca {ca_file}: {e}")),
+            }
+        })
+        .collect();
 
     // The mix: 40% seed workers, 20% seed masters, 10% 20-container pods, 30% not Buildbot.
     let mut bodies = Vec::new();
@@ -316,7 +339,7 @@ fn main() {
         wait_listening(webhook.addr).await;
         wait_listening(null.addr).await;
         let mut targets = vec![&webhook, &null];
-        if let Some(peer) = &peer {
+        for peer in &peers {
             wait_listening(peer.addr).await;
             targets.push(peer);
         }
