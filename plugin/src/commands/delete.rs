@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 
 use crate::cli::{Cli, DeleteArgs};
 use crate::cluster::{Cluster, ClusterError};
-use crate::commands::deploy::per_build_pods;
+use crate::commands::deploy::{latent_objects, per_build_pods, static_worker_objects};
 use crate::deploy::spec::DeploySpec;
 use crate::frontend;
 
@@ -51,26 +51,19 @@ pub async fn run(cli: &Cli, args: &DeleteArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// One object to delete: `(apiVersion, kind, name)`.
-pub type Target = (&'static str, &'static str, String);
+pub use crate::commands::deploy::Target;
 
 /// What deploy and scale make: autoscalers, then workers (their preStop hooks drain builds
 /// while the master is still up), data last. The per-build pods of latent mode are added by
 /// [`delete`], right after the master that makes them.
 pub fn targets(spec: &DeploySpec, purge: bool) -> Vec<Target> {
     let n = &spec.name;
-    let mut t: Vec<Target> = vec![
-        // Autoscalers first, so that nothing scales while the rest goes.
-        (
-            "autoscaling/v2",
-            "HorizontalPodAutoscaler",
-            spec.worker_name(),
-        ),
-        ("keda.sh/v1alpha1", "ScaledObject", spec.worker_name()),
-        ("apps/v1", "StatefulSet", spec.worker_name()),
+    // Autoscalers first, so that nothing scales while the rest goes; then the workers.
+    let mut t: Vec<Target> = static_worker_objects(spec);
+    t.extend([
         ("apps/v1", "Deployment", spec.master_name()),
         ("apps/v1", "StatefulSet", spec.postgres_name()),
         ("v1", "Service", spec.master_name()),
-        ("v1", "Service", spec.worker_name()),
         ("v1", "Service", spec.postgres_name()),
         (
             "networking.k8s.io/v1",
@@ -88,19 +81,9 @@ pub fn targets(spec: &DeploySpec, purge: bool) -> Vec<Target> {
             format!("{n}-postgres"),
         ),
         ("v1", "ConfigMap", spec.config_name()),
-        // Latent mode: once the master is gone, its pod permissions.
-        (
-            "rbac.authorization.k8s.io/v1",
-            "RoleBinding",
-            spec.latent_role_name(),
-        ),
-        (
-            "rbac.authorization.k8s.io/v1",
-            "Role",
-            spec.latent_role_name(),
-        ),
-        ("v1", "ServiceAccount", spec.service_account_name()),
-    ];
+    ]);
+    // Latent mode: once the master is gone, its pod permissions.
+    t.extend(latent_objects(spec));
     if purge {
         t.extend([
             ("v1", "Secret", spec.worker_secret_name()),

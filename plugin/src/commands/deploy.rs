@@ -167,8 +167,11 @@ pub async fn switch_mode(
     Ok(applied)
 }
 
+/// One object by `(apiVersion, kind, name)`.
+pub type Target = (&'static str, &'static str, String);
+
 /// What only static mode has: autoscalers first, then the workers.
-pub fn static_worker_objects(spec: &DeploySpec) -> Vec<(&'static str, &'static str, String)> {
+pub fn static_worker_objects(spec: &DeploySpec) -> Vec<Target> {
     vec![
         (
             "autoscaling/v2",
@@ -182,7 +185,7 @@ pub fn static_worker_objects(spec: &DeploySpec) -> Vec<(&'static str, &'static s
 }
 
 /// What only latent mode has: the master's pod permissions.
-pub fn latent_objects(spec: &DeploySpec) -> Vec<(&'static str, &'static str, String)> {
+pub fn latent_objects(spec: &DeploySpec) -> Vec<Target> {
     vec![
         (
             "rbac.authorization.k8s.io/v1",
