@@ -360,10 +360,14 @@ async fn switch_to_latent(
     deploy::set_worker_mode(&mut spec, WorkerMode::Latent, None).unwrap();
     let (objects, _) = deploy::objects(&spec, &Secrets::default().complete(&spec));
     let mut out = Vec::new();
+    let running = spec.worker_names();
     let result = deploy::switch_mode(
         &cluster,
         &spec,
-        WorkerMode::Static,
+        deploy::Switch {
+            from: WorkerMode::Static,
+            workers: &running,
+        },
         &objects,
         timeout,
         Duration::from_millis(1),

@@ -49,6 +49,8 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
              privileged: in a baseline or restricted namespace pods may be rejected"
         ),
     }
+    // The workers the running master knows: deploy wrote a password for each.
+    let running_workers: Vec<String> = existing.secrets.workers.keys().cloned().collect();
     let Reconciled {
         spec,
         secrets,
@@ -62,7 +64,10 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             switch_mode(
                 &cluster,
                 &spec,
-                from,
+                Switch {
+                    from,
+                    workers: &running_workers,
+                },
                 &objects,
                 args.timeout,
                 Duration::from_secs(5),
@@ -98,7 +103,7 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     if switch.is_some() {
-        // The new master read the pause from the database: the workers may build again.
+        // The new master read the pause from the database: its workers may build again.
         let buildbot = BuildbotApi::new(&cluster, &spec);
         for w in spec.worker_names() {
             buildbot.control(&w, "unpause").await.with_context(|| {
@@ -111,10 +116,16 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A change of worker mode: the mode left, and the workers its master runs.
+pub struct Switch<'a> {
+    pub from: WorkerMode,
+    pub workers: &'a [String],
+}
+
 /// Switches an installation between worker modes without interrupting a build:
 /// 1. checks every object with a server dry run (a refusal changes nothing);
-/// 2. pauses every worker and waits for their running builds (on timeout: unpaused, nothing
-///    changed);
+/// 2. pauses `workers` (every worker the running master knows) and waits for their running
+///    builds (on timeout: unpaused, nothing changed);
 /// 3. static to latent: removes the worker StatefulSet (its workers are idle), its Service
 ///    and autoscalers, before the master that no longer knows them restarts;
 /// 4. applies;
@@ -124,7 +135,7 @@ pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
 pub async fn switch_mode(
     cluster: &Cluster,
     spec: &DeploySpec,
-    from: WorkerMode,
+    Switch { from, workers }: Switch<'_>,
     objects: &[Value],
     timeout: Duration,
     interval: Duration,
@@ -139,7 +150,7 @@ pub async fn switch_mode(
     let buildbot = BuildbotApi::new(cluster, spec);
     scale::drain(
         &buildbot,
-        &spec.worker_names(),
+        workers,
         timeout,
         interval,
         out,
