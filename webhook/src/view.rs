@@ -5,15 +5,16 @@
 //! buffer the whole review in an untyped tree before decoding it a second time. The policy
 //! reads little of it: the pod's labels and annotations; in the spec, containers and init
 //! containers, volumes, the security context, the grace period and the restart policy; in a
-//! container, its name, image, env, resources, volume mounts, lifecycle and security context.
+//! container, its name, image, the names of its env variables, resources, volume mounts,
+//! lifecycle and security context.
 //!
 //! [`ReviewView`] reads the review in one pass, strings borrowed where they have no escapes,
 //! the pod as a [`PodView`] as it goes, and skips everything else unread (serde's
-//! `IgnoredAny`). [`PodView::into_pod`] builds a typed
-//! Pod holding only those fields; with [`PodView::metadata_present`] the policy gives it the
-//! very patch it gives the whole pod (`buildbot_policy::evaluate_decoded`; the property test
-//! in `tests/view.rs` checks that on generated pods, and the fuzz target `view` decodes
-//! arbitrary input both ways).
+//! `IgnoredAny`). [`PodView::into_pod`] builds a typed Pod holding only those fields; with
+//! [`PodView::metadata_present`] the policy gives it the very evaluation it gives the whole
+//! pod (`buildbot_policy::evaluate_decoded`). The property test below checks that on
+//! generated pods at every Pod Security level; the fuzz target `view` checks it on arbitrary
+//! JSON, and `review_decoder` sends arbitrary reviews through this decoder.
 //!
 //! What the API server sends has passed its own validation, so a field skipped here is
 //! well-formed; a malformed skipped field is not an error here (the typed decode would
