@@ -105,7 +105,7 @@ fn secret_objects(spec: &DeploySpec, secrets: &Secrets) -> Vec<Value> {
 
 fn config_map(spec: &DeploySpec) -> Option<Value> {
     let text = match &spec.config {
-        MasterConfig::Generated => master_cfg::generate(spec, &latent_pod_policy(spec)),
+        MasterConfig::Generated => master_cfg::generate(spec),
         MasterConfig::File(text) => text.clone(),
         MasterConfig::Url(_) => return None,
     };

@@ -5,7 +5,9 @@
 //! worker Secret; the database URL comes from `$BUILDBOT_DB_URL`. Nothing secret is in the
 //! ConfigMap.
 
-use serde_json::{json, Value};
+use serde_json::json;
+
+use super::manifests::latent_pod_policy;
 
 use super::spec::{DeploySpec, WorkerMode, WEB_PORT, WORKER_PORT, WORKER_SECRETS_DIR};
 
@@ -28,10 +30,8 @@ application.setComponent(ILogObserver, FileLogObserver(sys.stdout).emit)
 BuildMaster(basedir, "master.cfg", umask=None).setServiceParent(application)
 "#;
 
-/// The generated master.cfg for `spec`. `latent_pod` is what the pod policy gives a
-/// per-build worker pod ([`super::manifests::latent_pod_policy`]); it is used in latent mode
-/// only.
-pub fn generate(spec: &DeploySpec, latent_pod: &Value) -> String {
+/// The generated master.cfg for `spec`.
+pub fn generate(spec: &DeploySpec) -> String {
     let names = serde_json::to_string(&spec.worker_names()).expect("strings serialise");
     let name = &spec.name;
     let namespace = &spec.namespace;
@@ -61,7 +61,7 @@ c["workers"] = [worker.Worker(n, worker_password(n), max_builds=1) for n in WORK
              # (--max-workers), created and deleted by this master through the Kubernetes API."
                 .to_string(),
             LATENT_IMPORTS.to_string(),
-            latent_workers(spec, latent_pod),
+            latent_workers(spec),
         ),
     };
     format!(
@@ -126,9 +126,10 @@ except ImportError:
 /// The latent workers: a `KubeLatentWorker` subclass that adds the pod policy to the pod
 /// Buildbot builds, never replacing what Buildbot or a further subclass set. Buildbot gives
 /// each latent worker a random password at every (re)configuration and passes it to the pod
-/// in `WORKERPASS`; it takes none from master.cfg.
-fn latent_workers(spec: &DeploySpec, latent_pod: &Value) -> String {
-    let policy = serde_json::to_string_pretty(latent_pod).expect("JSON serialises");
+/// in `WORKERPASS`; it takes none from master.cfg. The policy's part is
+/// [`latent_pod_policy`]: the webhook's code on a pod as Buildbot builds it.
+fn latent_workers(spec: &DeploySpec) -> String {
+    let policy = serde_json::to_string_pretty(&latent_pod_policy(spec)).expect("JSON serialises");
     format!(
         r#"# What kubectl-buildbot's pod policy gives a worker pod (requests, labels, security,
 # grace; see `kubectl buildbot preview`), so that the pods are right on a cluster without the
@@ -209,7 +210,7 @@ mod tests {
     fn declares_every_worker_slot_and_reads_secrets_from_files_and_env() {
         let mut spec = DeploySpec::new("ci", "build");
         spec.max_workers = 2;
-        let cfg = generate(&spec, &Value::Null);
+        let cfg = generate(&spec);
         assert!(
             cfg.contains(r#"WORKER_NAMES = ["ci-worker-0","ci-worker-1"]"#),
             "{cfg}"
