@@ -22,6 +22,7 @@ use crate::frontend::{self, print_objects, print_warnings};
 use crate::preview::Previewed;
 use crate::progress::{self, Progress};
 use crate::readiness::{readiness, Readiness};
+use crate::status::controlled;
 
 /// `kubectl buildbot deploy`.
 pub async fn run(cli: &Cli, args: &DeployArgs) -> anyhow::Result<ExitCode> {
@@ -239,13 +240,7 @@ pub async fn per_build_pods(
         .list::<Pod>(&spec.selector_string(Role::Worker))
         .await?
         .into_iter()
-        .filter(|p| {
-            !p.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.controller == Some(true))
-        })
+        .filter(|p| !controlled(p))
         .collect())
 }
 

@@ -170,6 +170,16 @@ pub fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
+/// Whether a controller (a StatefulSet, a ReplicaSet...) owns the pod: the pods the master
+/// makes in latent mode have no owner.
+pub fn controlled(pod: &Pod) -> bool {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true))
+}
+
 /// A worker pod's worker name (see [`PodState::worker`]); `None` for other pods.
 fn worker_name(pod: &Pod) -> Option<String> {
     let labels = pod.metadata.labels.as_ref()?;
@@ -269,20 +279,13 @@ fn latent_workers(
     pods: &[PodState],
     buildbot: Option<&Buildbot>,
 ) -> LatentWorkers {
-    let owned = |name: &str| {
-        observed.pods.iter().any(|p| {
-            p.metadata.name.as_deref() == Some(name)
-                && p.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.controller == Some(true))
-        })
-    };
-    let pods = pods
+    // `pods` are `observed.pods`' states, in the same order.
+    let pods = observed
+        .pods
         .iter()
-        .filter(|p| p.component == Some(Role::Worker) && !owned(&p.name))
-        .map(|p| {
+        .zip(pods)
+        .filter(|(pod, p)| p.component == Some(Role::Worker) && !controlled(pod))
+        .map(|(_, p)| {
             let worker = p.worker.clone().unwrap_or_else(|| p.name.clone());
             let builds = buildbot
                 .iter()
