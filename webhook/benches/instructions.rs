@@ -11,14 +11,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::hint::black_box;
 use std::process::Command;
 
-use base64::Engine as _;
 use buildbot_policy::Policy;
-use buildbot_webhook::review::{review, Reviewed};
-use buildbot_webhook::view::{PodView, ReviewView};
+use buildbot_webhook::review::review;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionReview;
 use kube::core::DynamicObject;
@@ -50,18 +49,6 @@ fn body(case: &str) -> Vec<u8> {
     common::admission_review("0c9a8d74-9cb7-44dd-b98e-09fd62def2f4", pod)
 }
 
-fn value_tree_encode(reviewed: Reviewed) -> Vec<u8> {
-    let mut response = reviewed.response;
-    let patch = response.patch.take();
-    let mut value = serde_json::to_value(response.into_review()).unwrap();
-    if let Some(patch) = patch {
-        value["response"]["patch"] = base64::engine::general_purpose::STANDARD
-            .encode(patch)
-            .into();
-    }
-    serde_json::to_vec(&value).unwrap()
-}
-
 /// One iteration of `case`.
 fn run(case: &str, body: &[u8], policy: &Policy) {
     if case.starts_with("decode") {
@@ -70,20 +57,12 @@ fn run(case: &str, body: &[u8], policy: &Policy) {
         } else if case.contains("DynamicObject") {
             black_box(serde_json::from_slice::<AdmissionReview<DynamicObject>>(body).unwrap());
         } else {
-            let review: ReviewView = serde_json::from_slice(body).unwrap();
-            let view: PodView = review
-                .request
-                .unwrap()
-                .object
-                .unwrap()
-                .into_pod_view()
-                .unwrap();
-            black_box(view.into_pod());
+            black_box(support::view_decode(body));
         }
     } else if case.starts_with("encode") {
         let reviewed = review(body, policy).unwrap();
         if case.ends_with("serde_json::Value") {
-            black_box(value_tree_encode(reviewed));
+            black_box(support::value_tree_encode(reviewed));
         } else {
             black_box(reviewed.into_json());
         }

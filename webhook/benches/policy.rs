@@ -4,13 +4,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::hint::black_box;
 
-use base64::Engine as _;
 use buildbot_policy::{evaluate, Policy};
 use buildbot_webhook::review::review;
-use buildbot_webhook::view::{PodView, ReviewView};
 use criterion::{criterion_group, criterion_main, Criterion};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::AdmissionReview;
@@ -22,34 +21,6 @@ fn pods() -> Vec<(&'static str, serde_json::Value)> {
         ("20 containers", common::large_pod()),
         ("not Buildbot", common::nginx_pod()),
     ]
-}
-
-/// The review as the view reads it: the typed Pod the policy gets.
-fn view_decode(body: &[u8]) -> (Pod, bool) {
-    let review: ReviewView = serde_json::from_slice(body).unwrap();
-    let view: PodView = review
-        .request
-        .unwrap()
-        .object
-        .unwrap()
-        .into_pod_view()
-        .unwrap();
-    let present = view.metadata_present();
-    (view.into_pod(), present)
-}
-
-/// How the response was encoded before: the whole review through a `serde_json::Value`,
-/// the patch written back as base64 into the tree.
-fn value_tree_encode(reviewed: buildbot_webhook::review::Reviewed) -> Vec<u8> {
-    let mut response = reviewed.response;
-    let patch = response.patch.take();
-    let mut value = serde_json::to_value(response.into_review()).unwrap();
-    if let Some(patch) = patch {
-        value["response"]["patch"] = base64::engine::general_purpose::STANDARD
-            .encode(patch)
-            .into();
-    }
-    serde_json::to_vec(&value).unwrap()
 }
 
 fn bench(c: &mut Criterion) {
@@ -73,7 +44,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| serde_json::from_slice::<AdmissionReview<Pod>>(black_box(body)).unwrap());
         });
         decode.bench_function(format!("{name}: view"), |b| {
-            b.iter(|| view_decode(black_box(body)));
+            b.iter(|| support::view_decode(black_box(body)));
         });
     }
     decode.finish();
@@ -84,7 +55,7 @@ fn bench(c: &mut Criterion) {
     encode.bench_function("seed worker: through a serde_json::Value", |b| {
         b.iter_batched(
             evaluated,
-            value_tree_encode,
+            support::value_tree_encode,
             criterion::BatchSize::SmallInput,
         );
     });
