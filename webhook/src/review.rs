@@ -5,7 +5,6 @@
 //! not handle (a non-Pod, an undecodable Pod, an UPDATE) is allowed unchanged with a warning
 //! where the user should know.
 
-use base64::Engine as _;
 use kube::core::admission::AdmissionResponse;
 
 use buildbot_policy::{evaluate_decoded, Evaluation, PodSecurityLevel, Policy, Role, Skipped};
@@ -46,7 +45,10 @@ impl Outcome {
 /// The answer to one review.
 #[derive(Debug)]
 pub struct Reviewed {
+    /// The response, but for its patch.
     pub response: AdmissionResponse,
+    /// The patch [`Reviewed::into_json`] puts in the response; empty for none.
+    pub patch: json_patch::Patch,
     pub outcome: Outcome,
     /// The number of patch operations sent.
     pub operations: usize,
@@ -63,27 +65,20 @@ const REVIEW_HEAD: &[u8] =
 impl Reviewed {
     /// The response body, written into one buffer. kube-core keeps `patch` as bytes and would
     /// serialise them as an array of numbers; the wire format, Go's `[]byte`, is a base64
-    /// string. So the response is serialised without its patch, and the patch is base64'd
-    /// straight into the buffer before the response object closes.
-    pub fn into_json(mut self) -> Vec<u8> {
-        use base64::engine::general_purpose::STANDARD;
-        let patch = self.response.patch.take();
-        let patch_len = patch
-            .as_ref()
-            .map_or(0, |p| base64::encoded_len(p.len(), true).unwrap_or(0));
-        let mut out = Vec::with_capacity(REVIEW_HEAD.len() + 512 + patch_len);
+    /// string. So the response is serialised without a patch, and the patch is written as
+    /// base64 straight into the buffer before the response object closes
+    /// ([`crate::patch_base64`]).
+    pub fn into_json(self) -> Vec<u8> {
+        // Room for the response and a patch of small values; a long hook grows it once.
+        let room = 1024 + self.patch.0.len() * 160;
+        let mut out = Vec::with_capacity(REVIEW_HEAD.len() + room);
         out.extend_from_slice(REVIEW_HEAD);
         serde_json::to_writer(&mut out, &self.response)
             .expect("an AdmissionResponse always serialises");
-        if let Some(patch) = patch {
+        if !self.patch.0.is_empty() {
             out.pop(); // the response object's `}`
-            out.extend_from_slice(br#","patch":""#);
-            let at = out.len();
-            out.resize(at + patch_len, 0);
-            let written = STANDARD
-                .encode_slice(&patch, &mut out[at..])
-                .expect("encoded_len is the exact size");
-            out.truncate(at + written);
+            out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+            crate::patch_base64::write(&self.patch, &mut out);
             out.extend_from_slice(b"\"}");
         }
         out.push(b'}');
@@ -144,6 +139,7 @@ pub fn review_in(
     let left_alone = |response: AdmissionResponse, outcome: Outcome| Reviewed {
         response,
         outcome,
+        patch: json_patch::Patch(Vec::new()),
         operations: 0,
         role: None,
         injected: String::new(),
@@ -232,12 +228,10 @@ fn answer(mut response: AdmissionResponse, evaluation: Evaluation) -> Reviewed {
         response
             .audit_annotations
             .insert("changes".into(), details.join("; "));
-        response = response
-            .with_patch(patch)
-            .expect("a JSON patch of JSON values always serialises");
     }
     Reviewed {
         response,
+        patch,
         outcome,
         operations,
         role,
@@ -248,6 +242,7 @@ fn answer(mut response: AdmissionResponse, evaluation: Evaluation) -> Reviewed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::{json, Value};
 
     pub(crate) fn review_json(object: Value, operation: &str) -> Vec<u8> {
@@ -441,6 +436,9 @@ mod tests {
                 if let Some(p) = v["response"]["patch"].as_str() {
                     let bytes = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
                     let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                    // The patch sent is the policy's, whatever the encoder copied.
+                    let evaluated = buildbot_policy::evaluate_json(&pod, &Policy::default()).unwrap();
+                    prop_assert_eq!(&patch, &evaluated.patch);
                     json_patch::patch(&mut pod, &patch).unwrap();
                     // And the patched pod needs nothing more.
                     let again = review(&review_json(pod, "CREATE"), &Policy::default()).unwrap();

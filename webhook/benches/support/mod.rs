@@ -25,6 +25,9 @@ pub fn view_decode(body: &[u8]) -> (Pod, bool) {
 /// patch written back as base64 into the tree.
 pub fn value_tree_encode(reviewed: Reviewed) -> Vec<u8> {
     let mut response = reviewed.response;
+    if !reviewed.patch.0.is_empty() {
+        response = response.with_patch(reviewed.patch).unwrap();
+    }
     let patch = response.patch.take();
     let mut value = serde_json::to_value(response.into_review()).unwrap();
     if let Some(patch) = patch {
