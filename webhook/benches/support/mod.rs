@@ -1,10 +1,15 @@
 //! What the benches compare the webhook against, in one place: the way a review was encoded
-//! before (through a `serde_json::Value`), and the view's decode step by step.
+//! before (through a `serde_json::Value`), and the view's decode step by step; and the
+//! allocator the `buildbot-webhook` binary has, so that a bench measures what it runs.
 
 use base64::Engine as _;
 use buildbot_webhook::review::Reviewed;
 use buildbot_webhook::view::{PodView, ReviewView};
 use k8s_openapi::api::core::v1::Pod;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The review as the view reads it: the typed Pod the policy gets, and whether the document
 /// has metadata.
