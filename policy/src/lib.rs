@@ -37,7 +37,7 @@ pub use graceful::{
 };
 pub use permissions::INIT_CONTAINER_NAME;
 pub use pod_security::{PodSecurityLevel, ENFORCE_LABEL};
-pub use role::{glob_match, image_repository, recognise, Evidence, Recognised, Role};
+pub use role::{env_role, glob_match, image_repository, recognise, Evidence, Recognised, Role};
 
 /// One kind of mutation; the names are those of the policy's `mutations` switches and of the
 /// `kubectl-buildbot.dev/skip` annotation.

@@ -66,8 +66,27 @@ fn container_skeleton(c: &k8s_openapi::api::core::v1::Container) -> Value {
     Value::Object(m)
 }
 
+/// The JSON pointer of `path`, written in one allocation (`~` and `/` escaped).
 fn pointer(path: &[&str]) -> PointerBuf {
-    PointerBuf::from_tokens(path.iter().copied())
+    let mut s = String::with_capacity(path.iter().map(|t| t.len() + 1).sum::<usize>() + 4);
+    for token in path {
+        s.push('/');
+        if token.contains(['~', '/']) {
+            s.push_str(&token.replace('~', "~0").replace('/', "~1"));
+        } else {
+            s.push_str(token);
+        }
+    }
+    PointerBuf::parse(s).unwrap_or_else(|_| PointerBuf::from_tokens(path.iter().copied()))
+}
+
+/// The member or element `token` of `v`, when `v` has it.
+fn child<'v>(v: &'v Value, token: &str) -> Option<&'v Value> {
+    match v {
+        Value::Object(m) => m.get(token),
+        Value::Array(a) => a.get(token.parse::<usize>().ok()?),
+        _ => None,
+    }
 }
 
 pub(crate) struct PatchBuilder {
@@ -85,33 +104,32 @@ impl PatchBuilder {
 
     /// The non-null value at `path`, if any.
     pub fn get(&self, path: &[&str]) -> Option<&Value> {
-        let mut cur = &self.doc;
-        for token in path {
-            cur = match cur {
-                Value::Object(m) => m.get(*token)?,
-                Value::Array(a) => a.get(token.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
+        match self.deepest(path) {
+            (n, v) if n == path.len() => Some(v),
+            _ => None,
         }
-        (!cur.is_null()).then_some(cur)
+    }
+
+    /// How many leading tokens of `path` lead to a non-null value, and that value (the
+    /// document itself for none).
+    fn deepest(&self, path: &[&str]) -> (usize, &Value) {
+        let mut cur = &self.doc;
+        for (n, token) in path.iter().enumerate() {
+            match child(cur, token) {
+                Some(v) if !v.is_null() => cur = v,
+                _ => return (n, cur),
+            }
+        }
+        (path.len(), cur)
     }
 
     /// Adds `value` at `path` unless a non-null value is already there, creating missing
     /// parent objects in the same operation. Returns whether anything was added; nothing is
     /// added when a parent exists but is not an object (a malformed document is left alone).
     pub fn add_if_absent(&mut self, path: &[&str], value: Value) -> bool {
-        if self.get(path).is_some() {
-            return false;
-        }
-        // The first missing (or null) ancestor is where the operation goes.
-        let first_missing = (0..path.len())
-            .find(|&i| self.get(&path[..=i]).is_none())
-            .unwrap_or(path.len() - 1);
-        if first_missing > 0 && !matches!(self.get(&path[..first_missing]), Some(Value::Object(_)))
-        {
-            return false;
-        }
-        if first_missing == 0 && !self.doc.is_object() {
+        // The first missing (or null) member is where the operation goes, into an object.
+        let (first_missing, parent) = self.deepest(path);
+        if first_missing == path.len() || !parent.is_object() {
             return false;
         }
         let nested = path[first_missing + 1..]

@@ -248,16 +248,21 @@ fn init_container(ctx: &Ctx, targets: &[Target]) -> Value {
         "image": ctx.policy.permissions.init_image,
         "command": ["sh", "-c", script],
         "resources": {"requests": requests, "limits": {"memory": res.memory}},
-        "securityContext": {
-            "runAsUser": 0,
-            "runAsGroup": 0,
-            "runAsNonRoot": false,
-            "privileged": false,
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": INIT_SECURITY_CONTEXT.clone(),
         "volumeMounts": mounts,
     })
 }
+
+/// The init container's security context, the same for every pod: built once.
+static INIT_SECURITY_CONTEXT: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({
+        "runAsUser": 0,
+        "runAsGroup": 0,
+        "runAsNonRoot": false,
+        "privileged": false,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"], "add": ["CHOWN", "FOWNER"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+});

@@ -3,31 +3,46 @@
 //! can compute CPU utilisation. Init containers included.
 
 use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::json;
 
-use super::{containers, quantity, Ctx, Mutation};
+use super::{containers, quantity, Ctx, Mutation, Role};
 
 const NAMES: [&str; 2] = ["cpu", "memory"];
 
 pub(super) fn apply(ctx: &mut Ctx) {
+    let policy = ctx.policy;
     for (i, container) in containers(ctx.pod).iter().enumerate() {
         let role = ctx.containers.get(i).copied().flatten();
-        let defaults = ctx.policy.resources.for_role(role).clone();
-        let who = role.map_or("sidecar".to_string(), |r| r.to_string());
-        request(
-            ctx,
-            container,
-            "containers",
-            i,
-            [&defaults.cpu, &defaults.memory],
-            &who,
-        );
+        let defaults = policy.resources.for_role(role);
+        let who = Who::App(role);
+        let values = [&defaults.cpu, &defaults.memory];
+        request(ctx, container, "containers", i, values, who);
     }
-    if ctx.policy.resources.init_containers {
+    if policy.resources.init_containers {
         apply_init(ctx);
+    }
+}
+
+/// Whose requests a container got, for the change's words: its role, `sidecar` for none.
+#[derive(Clone, Copy)]
+enum Who {
+    App(Option<Role>),
+    SidecarInit,
+    Init(Role),
+}
+
+impl fmt::Display for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Who::App(Some(role)) => write!(f, "{role}"),
+            Who::App(None) => f.write_str("sidecar"),
+            Who::SidecarInit => f.write_str("sidecar init"),
+            Who::Init(role) => write!(f, "{role} init"),
+        }
     }
 }
 
@@ -62,7 +77,7 @@ fn apply_init(ctx: &mut Ctx) {
                 "initContainers",
                 i + offset,
                 values,
-                "sidecar init",
+                Who::SidecarInit,
             );
             continue;
         }
@@ -76,14 +91,14 @@ fn apply_init(ctx: &mut Ctx) {
                 _ => (*default).clone(),
             })
             .collect();
-        let who = format!("{} init", ctx.role);
+        let who = Who::Init(ctx.role);
         request(
             ctx,
             container,
             "initContainers",
             i + offset,
             [&capped[0], &capped[1]],
-            &who,
+            who,
         );
     }
 }
@@ -123,7 +138,7 @@ fn request(
     list: &str,
     index: usize,
     values: [&String; 2],
-    who: &str,
+    who: Who,
 ) {
     let resources = container.resources.as_ref();
     if resources
@@ -134,58 +149,60 @@ fn request(
     }
     let limits = resources.and_then(|r| r.limits.as_ref());
     let index = index.to_string();
-    let mut wanted = Vec::with_capacity(NAMES.len());
-    for (name, default) in NAMES.into_iter().zip(values) {
-        let value = capped(default, limits, name);
-        if value != *default {
+    let wanted: [(&str, &String, &str); NAMES.len()] =
+        std::array::from_fn(|i| (NAMES[i], values[i], capped(values[i], limits, NAMES[i])));
+    for (name, default, value) in &wanted {
+        if value != default {
             ctx.warnings.push(format!(
                 "container {:?} {name} limit {value} is below the default request {default}; requested {value}",
                 container.name
             ));
         }
-        wanted.push((name, value));
     }
     let requests = ["spec", list, &index, "resources", "requests"];
-    let mut set = Vec::new();
+    let mut set = [false; NAMES.len()];
     // Usually no `requests` at all: one operation adds them all.
     let all: serde_json::Map<String, serde_json::Value> = wanted
         .iter()
-        .map(|(name, value)| ((*name).to_string(), json!(value)))
+        .map(|(name, _, value)| ((*name).to_string(), json!(value)))
         .collect();
     if ctx
         .patch
         .add_if_absent(&requests, serde_json::Value::Object(all))
     {
-        set.extend(wanted.iter().map(|(name, value)| format!("{name}={value}")));
+        set = [true; NAMES.len()];
     } else {
         // `requests: {}` (or a parent that is not an object): key by key.
-        for (name, value) in &wanted {
+        for (i, (name, _, value)) in wanted.iter().enumerate() {
             let path = [&requests[..], &[*name]].concat();
-            if ctx.patch.add_if_absent(&path, json!(value)) {
-                set.push(format!("{name}={value}"));
-            }
+            set[i] = ctx.patch.add_if_absent(&path, json!(value));
         }
     }
-    if !set.is_empty() {
+    if set.contains(&true) {
+        let mut what = String::new();
+        for ((name, _, value), _) in wanted.iter().zip(set).filter(|(_, set)| *set) {
+            let sep = if what.is_empty() { "" } else { ", " };
+            let _ = write!(what, "{sep}{name}={value}");
+        }
         ctx.change(
             Mutation::Resources,
-            format!(
-                "requested {} for {who} container {:?}",
-                set.join(", "),
-                container.name
-            ),
+            format!("requested {what} for {who} container {:?}", container.name),
         );
     }
 }
 
 /// The default, or the container's limit when that is lower: a request above its limit is
 /// rejected by the API server.
-fn capped(default: &str, limits: Option<&BTreeMap<String, Quantity>>, name: &str) -> String {
+fn capped<'a>(
+    default: &'a str,
+    limits: Option<&'a BTreeMap<String, Quantity>>,
+    name: &str,
+) -> &'a str {
     let Some(limit) = limits.and_then(|l| l.get(name)) else {
-        return default.to_string();
+        return default;
     };
     match (quantity::parse(&limit.0), quantity::parse(default)) {
-        (Some(l), Some(d)) if l < d => limit.0.clone(),
-        _ => default.to_string(),
+        (Some(l), Some(d)) if l < d => &limit.0,
+        _ => default,
     }
 }

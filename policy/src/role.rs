@@ -167,15 +167,28 @@ fn container_role(c: &Container, rec: &Recognition) -> Option<Role> {
     if matches(&rec.database_images) {
         return Some(Role::Database);
     }
-    let env = c.env.as_deref().unwrap_or_default();
-    let has = |name: &str| env.iter().any(|e| e.name == name);
-    if has("BUILDMASTER") || has("WORKERNAME") {
-        return Some(Role::Worker);
+    // A worker variable wins over a master one.
+    let mut role = None;
+    for found in c.env.iter().flatten().filter_map(|e| env_role(&e.name)) {
+        if found == Role::Worker {
+            return Some(found);
+        }
+        role = Some(found);
     }
-    if has("BUILDBOT_DB_URL") || env.iter().any(|e| e.name.starts_with("BUILDBOT_CONFIG_")) {
-        return Some(Role::Master);
+    role
+}
+
+/// The role an environment variable's name alone gives a container: the worker image's
+/// `BUILDMASTER` and `WORKERNAME`, the master image's `BUILDBOT_DB_URL` and
+/// `BUILDBOT_CONFIG_*`. The only environment the policy reads: a decoder may drop every other
+/// variable (the webhook's review view does).
+pub fn env_role(name: &str) -> Option<Role> {
+    match name {
+        "BUILDMASTER" | "WORKERNAME" => Some(Role::Worker),
+        "BUILDBOT_DB_URL" => Some(Role::Master),
+        _ if name.starts_with("BUILDBOT_CONFIG_") => Some(Role::Master),
+        _ => None,
     }
-    None
 }
 
 /// The repository path of an image reference, without registry, tag or digest:
@@ -254,6 +267,22 @@ mod tests {
             ("", ""),
         ] {
             assert_eq!(image_repository(image), repo, "{image}");
+        }
+    }
+
+    #[test]
+    fn env_names_that_say_a_role() {
+        for name in [
+            "BUILDMASTER",
+            "WORKERNAME",
+            "BUILDBOT_DB_URL",
+            "BUILDBOT_CONFIG_DIR",
+            "BUILDBOT_CONFIG_",
+        ] {
+            assert!(env_role(name).is_some(), "{name}");
+        }
+        for name in ["BUILDMASTER_PORT", "WORKERPASS", "PATH", "buildmaster", ""] {
+            assert_eq!(env_role(name), None, "{name}");
         }
     }
 

@@ -5,8 +5,8 @@
 //! buffer the whole review in an untyped tree before decoding it a second time. The policy
 //! reads little of it: the pod's labels and annotations; in the spec, containers and init
 //! containers, volumes, the security context, the grace period and the restart policy; in a
-//! container, its name, image, the names of its env variables, resources, volume mounts,
-//! lifecycle and security context.
+//! container, its name, image, the names of its env variables that say a role, resources,
+//! volume mounts, lifecycle and security context.
 //!
 //! [`ReviewView`] reads the review in one pass, strings borrowed where they have no escapes,
 //! the pod as a [`PodView`] as it goes, and skips everything else unread (serde's
@@ -245,22 +245,55 @@ struct ContainerView {
     #[serde(default)]
     image: Option<String>,
     #[serde(default)]
-    env: Option<Vec<EnvName>>,
+    env: Option<EnvNames>,
+    // Boxed: the typed parts are large and mostly absent; a container stays small to move.
     #[serde(default)]
-    resources: Option<ResourceRequirements>,
+    resources: Option<Box<ResourceRequirements>>,
     #[serde(default)]
     volume_mounts: Option<Vec<VolumeMount>>,
     #[serde(default)]
-    lifecycle: Option<Lifecycle>,
+    lifecycle: Option<Box<Lifecycle>>,
     #[serde(default)]
-    security_context: Option<SecurityContext>,
+    security_context: Option<Box<SecurityContext>>,
 }
 
-/// An environment variable: the policy recognises a role by the names alone.
-#[derive(Debug, Deserialize)]
-struct EnvName {
-    #[serde(default)]
-    name: String,
+/// A container's environment as the policy reads it: the names that say a role
+/// (`buildbot_policy::env_role`), each variable read as far as its name, the rest skipped.
+#[derive(Debug, Default)]
+struct EnvNames(Vec<String>);
+
+/// An environment variable: its name, borrowed, and nothing else.
+#[derive(Deserialize)]
+struct EnvName<'a> {
+    #[serde(borrow, default)]
+    name: Option<Text<'a>>,
+}
+
+impl<'de> Deserialize<'de> for EnvNames {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = EnvNames;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of environment variables")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut names = Vec::new();
+                while let Some(EnvName { name }) = seq.next_element::<EnvName<'de>>()? {
+                    if let Some(Text(name)) = name {
+                        if buildbot_policy::env_role(&name).is_some() {
+                            names.push(name.into_owned());
+                        }
+                    }
+                }
+                Ok(EnvNames(names))
+            }
+        }
+        deserializer.deserialize_seq(Visitor)
+    }
 }
 
 impl ContainerView {
@@ -269,17 +302,18 @@ impl ContainerView {
             name: self.name,
             image: self.image,
             env: self.env.map(|env| {
-                env.into_iter()
-                    .map(|e| EnvVar {
-                        name: e.name,
+                env.0
+                    .into_iter()
+                    .map(|name| EnvVar {
+                        name,
                         ..EnvVar::default()
                     })
                     .collect()
             }),
-            resources: self.resources,
+            resources: self.resources.map(|r| *r),
             volume_mounts: self.volume_mounts,
-            lifecycle: self.lifecycle,
-            security_context: self.security_context,
+            lifecycle: self.lifecycle.map(|l| *l),
+            security_context: self.security_context.map(|s| *s),
             ..Container::default()
         }
     }
@@ -360,6 +394,34 @@ mod tests {
     }
 
     #[test]
+    fn env_names_are_kept_when_they_say_a_role_however_written() {
+        let names = |env: &str| -> Vec<String> {
+            let object = format!(r#"{{"spec":{{"containers":[{{"name":"c","env":{env}}}]}}}}"#);
+            let pod = serde_json::from_str::<PodView>(&object).unwrap().into_pod();
+            let env = pod.spec.unwrap().containers[0]
+                .env
+                .clone()
+                .unwrap_or_default();
+            env.into_iter().map(|e| e.name).collect()
+        };
+        assert_eq!(
+            names(r#"[{"name":"PATH","value":"/bin"},{"value":"m","name":"BUILDMASTER"}]"#),
+            ["BUILDMASTER"]
+        );
+        // An escaped name is read; a name in a value is not a name.
+        assert_eq!(names(r#"[{"name":"WORKER\u004eAME"}]"#), ["WORKERNAME"]);
+        assert_eq!(names(r#"[{"name":"X","value":"BUILDMASTER"}]"#), [""; 0]);
+        assert_eq!(
+            names(r#"[{"name":"BUILDBOT_CONFIG_DIR"},{"name":"BUILDMASTER_PORT"}]"#),
+            ["BUILDBOT_CONFIG_DIR"]
+        );
+        assert!(serde_json::from_str::<PodView>(
+            r#"{"spec":{"containers":[{"name":"c","env":[{"name":["BUILDMASTER"]}]}]}}"#
+        )
+        .is_err());
+    }
+
+    #[test]
     fn an_object_before_its_kind_is_read_afterwards() {
         let body = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
             "object":{"metadata":{"labels":{"app":"buildbot"}},"spec":{"containers":[{"name":"w"}]}},
@@ -434,7 +496,7 @@ mod tests {
                 }
                 let policy = Policy::default();
                 let whole = evaluate_json_in(&doc, &policy, level).unwrap();
-                let view: PodView = serde_json::from_value(doc).unwrap();
+                let view: PodView = serde_json::from_slice(&serde_json::to_vec(&doc).unwrap()).unwrap();
                 let present = view.metadata_present();
                 let viewed = evaluate_decoded(&view.into_pod(), present, &policy, level);
                 prop_assert_eq!(whole, viewed);
