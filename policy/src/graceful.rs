@@ -10,9 +10,10 @@
 //! autoscaler's `safe-to-evict: "false"` annotation: no node is scaled away under a running
 //! build (the seed's "signal 15").
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::config::GracefulStop;
+use super::patch::object;
 use super::{containers, Ctx, Mutation, Role};
 
 /// The built-in preStop hook (Python 3, which every Buildbot worker has; no curl needed).
@@ -98,7 +99,11 @@ pub(super) fn apply(ctx: &mut Ctx) {
         }
         return;
     }
-    let command = pre_stop_command(cfg);
+    let command = pre_stop_command(cfg)
+        .into_iter()
+        .map(Value::String)
+        .collect();
+    let hook = object([("exec", object([("command", Value::Array(command))]))]);
     for (i, container) in containers(ctx.pod).iter().enumerate() {
         if ctx.containers.get(i).copied().flatten() != Some(Role::Worker) {
             continue;
@@ -117,7 +122,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
         let index = i.to_string();
         if ctx.patch.add_if_absent(
             &["spec", "containers", &index, "lifecycle", "preStop"],
-            json!({"exec": {"command": command}}),
+            hook.clone(),
         ) {
             ctx.change(
                 Mutation::GracefulStop,

@@ -1,5 +1,7 @@
 //! The Kubernetes recommended labels, added where absent, never changed.
 
+use std::fmt::Write as _;
+
 use serde_json::json;
 
 use super::{Ctx, Mutation, Role};
@@ -22,7 +24,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
         ));
         return;
     }
-    let mut added = Vec::new();
+    let mut added = String::new();
     for (key, value) in [
         ("app.kubernetes.io/name", "buildbot"),
         ("app.kubernetes.io/component", ctx.role.component()),
@@ -32,13 +34,11 @@ pub(super) fn apply(ctx: &mut Ctx) {
             .patch
             .add_if_absent(&["metadata", "labels", key], json!(value))
         {
-            added.push(format!("{key}={value}"));
+            let sep = if added.is_empty() { "" } else { ", " };
+            let _ = write!(added, "{sep}{key}={value}");
         }
     }
     if !added.is_empty() {
-        ctx.change(
-            Mutation::Labels,
-            format!("added labels {}", added.join(", ")),
-        );
+        ctx.change(Mutation::Labels, format!("added labels {added}"));
     }
 }

@@ -71,13 +71,30 @@ fn pointer(path: &[&str]) -> PointerBuf {
     let mut s = String::with_capacity(path.iter().map(|t| t.len() + 1).sum::<usize>() + 4);
     for token in path {
         s.push('/');
-        if token.contains(['~', '/']) {
-            s.push_str(&token.replace('~', "~0").replace('/', "~1"));
-        } else {
-            s.push_str(token);
+        let mut rest = *token;
+        while let Some(at) = rest.find(['~', '/']) {
+            s.push_str(&rest[..at]);
+            s.push_str(if rest.as_bytes()[at] == b'~' {
+                "~0"
+            } else {
+                "~1"
+            });
+            rest = &rest[at + 1..];
         }
+        s.push_str(rest);
     }
     PointerBuf::parse(s).unwrap_or_else(|_| PointerBuf::from_tokens(path.iter().copied()))
+}
+
+/// A JSON object of `entries`, the values moved in (`json!` would copy each through a
+/// serializer).
+pub(crate) fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    )
 }
 
 /// The member or element `token` of `v`, when `v` has it.

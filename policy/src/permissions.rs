@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext, Volume};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use super::patch::object;
 
 use super::config::UserGroup;
 use super::{containers, Ctx, Mutation, PodSecurityLevel, Role};
@@ -234,23 +236,33 @@ fn init_container(ctx: &Ctx, targets: &[Target]) -> Value {
             "fix {path} {} {} '{mode}'",
             t.owner.uid, t.owner.gid
         );
-        let mut mount = json!({"name": t.volume, "mountPath": path});
+        let mut mount = Map::new();
+        mount.insert("name".into(), Value::String(t.volume.clone()));
+        mount.insert("mountPath".into(), Value::String(path));
         if let Some((key, sub)) = &t.sub_path {
-            mount[*key] = json!(sub);
+            mount.insert((*key).into(), Value::String(sub.clone()));
         }
-        mounts.push(mount);
+        mounts.push(Value::Object(mount));
     }
     let res = &ctx.policy.permissions.init_resources;
+    let text = |s: &str| Value::String(s.to_owned());
     // No CPU limit: a throttled `chown -R` over a large tree would take ages.
-    let requests = json!({"cpu": res.cpu, "memory": res.memory});
-    json!({
-        "name": INIT_CONTAINER_NAME,
-        "image": ctx.policy.permissions.init_image,
-        "command": ["sh", "-c", script],
-        "resources": {"requests": requests, "limits": {"memory": res.memory}},
-        "securityContext": INIT_SECURITY_CONTEXT.clone(),
-        "volumeMounts": mounts,
-    })
+    let requests = object([("cpu", text(&res.cpu)), ("memory", text(&res.memory))]);
+    let limits = object([("memory", text(&res.memory))]);
+    object([
+        ("name", text(INIT_CONTAINER_NAME)),
+        ("image", text(&ctx.policy.permissions.init_image)),
+        (
+            "command",
+            Value::Array(vec![text("sh"), text("-c"), Value::String(script)]),
+        ),
+        (
+            "resources",
+            object([("requests", requests), ("limits", limits)]),
+        ),
+        ("securityContext", INIT_SECURITY_CONTEXT.clone()),
+        ("volumeMounts", Value::Array(mounts)),
+    ])
 }
 
 /// The init container's security context, the same for every pod: built once.
