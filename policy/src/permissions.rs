@@ -3,7 +3,6 @@
 //! an init container chowns the ones it does not reach (hostPath, and claims backed by
 //! hostPath as on minikube and kind).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext, Volume};
@@ -118,12 +117,15 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
     {
         return;
     }
-    let types: BTreeMap<&str, &'static str> = spec
-        .volumes
-        .iter()
-        .flatten()
-        .map(|v| (v.name.as_str(), volume_type(v)))
-        .collect();
+    // A pod has a few volumes: looked up where mounted (the last of a name, as a map would).
+    let volumes = spec.volumes.as_deref().unwrap_or_default();
+    let type_of = |name: &str| {
+        volumes
+            .iter()
+            .rev()
+            .find(|v| v.name == name)
+            .map_or("other", volume_type)
+    };
     let wanted = &ctx.policy.permissions.chown_volume_types;
 
     // Collect (volume, subPath) pairs in order of first use; Buildbot's owner wins over the
@@ -135,7 +137,7 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
         };
         let owner = runs_as(ctx, c, role);
         for m in c.volume_mounts.iter().flatten() {
-            let ty = types.get(m.name.as_str()).copied().unwrap_or("other");
+            let ty = type_of(&m.name);
             if m.read_only == Some(true) || !wanted.iter().any(|w| w == ty) {
                 continue;
             }

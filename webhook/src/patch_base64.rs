@@ -51,6 +51,33 @@ pub fn write(patch: &Patch, out: &mut Vec<u8>) {
     });
 }
 
+/// About how many bytes [`write`] appends for `patch` (JSON, escapes and base64 estimated):
+/// room for the response to be written without growing its buffer.
+pub fn len_hint(patch: &Patch) -> usize {
+    fn json(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.len() + s.len() / 4 + 4,
+            Value::Array(items) => items.iter().map(json).sum::<usize>() + items.len() + 2,
+            Value::Object(map) => {
+                map.iter()
+                    .map(|(k, v)| k.len() + 4 + json(v))
+                    .sum::<usize>()
+                    + 2
+            }
+            _ => 24,
+        }
+    }
+    let ops: usize = patch
+        .0
+        .iter()
+        .map(|op| match op {
+            PatchOperation::Add(add) => 32 + add.path.as_str().len() + json(&add.value),
+            _ => 256,
+        })
+        .sum();
+    (ops + 2) * 4 / 3 + 4
+}
+
 struct Writer<'a> {
     scratch: &'a mut Scratch,
     out: &'a mut Vec<u8>,
@@ -204,6 +231,25 @@ mod tests {
                 let extra = json.len() - serde_json::to_vec(&p).unwrap().len();
                 assert!(extra <= 3 * 4, "at most two spaces around each long string");
             }
+        }
+    }
+
+    #[test]
+    fn the_length_hint_covers_the_patch() {
+        let long: String = "a \"quoted\" line\n".repeat(LONG / 8);
+        for p in [
+            patch(json!([])),
+            patch(json!([{"op": "add", "path": "/a~1b", "value": {"x": [1, true, null, "é"]}}])),
+            patch(json!([{"op": "add", "path": "/c", "value": ["sh", "-c", long]}])),
+        ] {
+            let mut out = Vec::new();
+            write(&p, &mut out);
+            assert!(
+                out.len() <= len_hint(&p),
+                "{} > {}",
+                out.len(),
+                len_hint(&p)
+            );
         }
     }
 

@@ -69,8 +69,8 @@ impl Reviewed {
     /// base64 straight into the buffer before the response object closes
     /// ([`crate::patch_base64`]).
     pub fn into_json(self) -> Vec<u8> {
-        // Room for the response and a patch of small values; a long hook grows it once.
-        let room = 1024 + self.patch.0.len() * 160;
+        // Room for the response, its warnings and audit annotations, and the patch.
+        let room = 1024 + crate::patch_base64::len_hint(&self.patch);
         let mut out = Vec::with_capacity(REVIEW_HEAD.len() + room);
         out.extend_from_slice(REVIEW_HEAD);
         serde_json::to_writer(&mut out, &self.response)
