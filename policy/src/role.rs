@@ -169,7 +169,12 @@ fn container_role(c: &Container, rec: &Recognition) -> Option<Role> {
     }
     // A worker variable wins over a master one.
     let mut role = None;
-    for found in c.env.iter().flatten().filter_map(|e| env_role(&e.name)) {
+    for found in c
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| env_role(e.name.as_bytes()))
+    {
         if found == Role::Worker {
             return Some(found);
         }
@@ -182,11 +187,12 @@ fn container_role(c: &Container, rec: &Recognition) -> Option<Role> {
 /// `BUILDMASTER` and `WORKERNAME`, the master image's `BUILDBOT_DB_URL` and
 /// `BUILDBOT_CONFIG_*`. The only environment the policy reads: a decoder may drop every other
 /// variable (the webhook's review view does).
-pub fn env_role(name: &str) -> Option<Role> {
+/// Takes bytes: a decoder need not check a name is UTF-8 to learn it says nothing.
+pub fn env_role(name: &[u8]) -> Option<Role> {
     match name {
-        "BUILDMASTER" | "WORKERNAME" => Some(Role::Worker),
-        "BUILDBOT_DB_URL" => Some(Role::Master),
-        _ if name.starts_with("BUILDBOT_CONFIG_") => Some(Role::Master),
+        b"BUILDMASTER" | b"WORKERNAME" => Some(Role::Worker),
+        b"BUILDBOT_DB_URL" => Some(Role::Master),
+        _ if name.starts_with(b"BUILDBOT_CONFIG_") => Some(Role::Master),
         _ => None,
     }
 }
@@ -279,10 +285,10 @@ mod tests {
             "BUILDBOT_CONFIG_DIR",
             "BUILDBOT_CONFIG_",
         ] {
-            assert!(env_role(name).is_some(), "{name}");
+            assert!(env_role(name.as_bytes()).is_some(), "{name}");
         }
         for name in ["BUILDMASTER_PORT", "WORKERPASS", "PATH", "buildmaster", ""] {
-            assert_eq!(env_role(name), None, "{name}");
+            assert_eq!(env_role(name.as_bytes()), None, "{name}");
         }
     }
 

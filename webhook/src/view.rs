@@ -262,11 +262,67 @@ struct ContainerView {
 #[derive(Debug, Default)]
 struct EnvNames(Vec<String>);
 
-/// An environment variable: its name, borrowed, and nothing else.
-#[derive(Deserialize)]
-struct EnvName<'a> {
-    #[serde(borrow, default)]
-    name: Option<Text<'a>>,
+/// A map key or string as bytes: compared, never shown, so serde_json skips its UTF-8 check
+/// (a fifth of reading a pod with many environment variables).
+struct Bytes<'a>(Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Bytes<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = Bytes<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Bytes(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Bytes(Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Bytes(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Bytes(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+        deserializer.deserialize_bytes(Visitor(std::marker::PhantomData))
+    }
+}
+
+/// An environment variable's name when it says a role (`buildbot_policy::env_role`); the
+/// rest of the variable is skipped.
+struct EnvName(Option<String>);
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = EnvName;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an environment variable")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut kept = None;
+                while let Some(Bytes(key)) = map.next_key::<Bytes<'de>>()? {
+                    if *key != *b"name" {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        continue;
+                    }
+                    let name = map.next_value::<Option<Bytes<'de>>>()?;
+                    kept = name
+                        .filter(|Bytes(name)| buildbot_policy::env_role(name).is_some())
+                        .and_then(|Bytes(name)| String::from_utf8(name.into_owned()).ok());
+                }
+                Ok(EnvName(kept))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 impl<'de> Deserialize<'de> for EnvNames {
@@ -282,12 +338,8 @@ impl<'de> Deserialize<'de> for EnvNames {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut names = Vec::new();
-                while let Some(EnvName { name }) = seq.next_element::<EnvName<'de>>()? {
-                    if let Some(Text(name)) = name {
-                        if buildbot_policy::env_role(&name).is_some() {
-                            names.push(name.into_owned());
-                        }
-                    }
+                while let Some(EnvName(name)) = seq.next_element()? {
+                    names.extend(name);
                 }
                 Ok(EnvNames(names))
             }
