@@ -7,7 +7,7 @@ use std::fmt::{self, Write as _};
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::json;
+use serde_json::{Map, Value};
 
 use super::{containers, quantity, Ctx, Mutation, Role};
 
@@ -162,32 +162,36 @@ fn request(
     let requests = ["spec", list, &index, "resources", "requests"];
     let mut set = [false; NAMES.len()];
     // Usually no `requests` at all: one operation adds them all.
-    let all: serde_json::Map<String, serde_json::Value> = wanted
+    let all: Map<String, Value> = wanted
         .iter()
-        .map(|(name, _, value)| ((*name).to_string(), json!(value)))
+        .map(|(name, _, value)| ((*name).to_string(), Value::String((*value).to_owned())))
         .collect();
-    if ctx
-        .patch
-        .add_if_absent(&requests, serde_json::Value::Object(all))
-    {
+    if ctx.patch.add_if_absent(&requests, Value::Object(all)) {
         set = [true; NAMES.len()];
     } else {
         // `requests: {}` (or a parent that is not an object): key by key.
         for (i, (name, _, value)) in wanted.iter().enumerate() {
             let path = [&requests[..], &[*name]].concat();
-            set[i] = ctx.patch.add_if_absent(&path, json!(value));
+            set[i] = ctx
+                .patch
+                .add_if_absent(&path, Value::String((*value).to_owned()));
         }
     }
     if set.contains(&true) {
-        let mut what = String::new();
-        for ((name, _, value), _) in wanted.iter().zip(set).filter(|(_, set)| *set) {
-            let sep = if what.is_empty() { "" } else { ", " };
-            let _ = write!(what, "{sep}{name}={value}");
+        // One string, written in place: a pod with many sidecars has one such change each.
+        let mut detail = String::with_capacity(64 + container.name.len());
+        detail.push_str("requested ");
+        for (n, ((name, _, value), _)) in wanted.iter().zip(set).filter(|(_, set)| *set).enumerate()
+        {
+            if n > 0 {
+                detail.push_str(", ");
+            }
+            detail.push_str(name);
+            detail.push('=');
+            detail.push_str(value);
         }
-        ctx.change(
-            Mutation::Resources,
-            format!("requested {what} for {who} container {:?}", container.name),
-        );
+        let _ = write!(detail, " for {who} container {:?}", container.name);
+        ctx.change(Mutation::Resources, detail);
     }
 }
 
