@@ -99,11 +99,7 @@ pub(super) fn apply(ctx: &mut Ctx) {
         }
         return;
     }
-    let command = pre_stop_command(cfg)
-        .into_iter()
-        .map(Value::String)
-        .collect();
-    let hook = object([("exec", object([("command", Value::Array(command))]))]);
+    let mut drained = Vec::new();
     for (i, container) in containers(ctx.pod).iter().enumerate() {
         if ctx.containers.get(i).copied().flatten() != Some(Role::Worker) {
             continue;
@@ -119,10 +115,23 @@ pub(super) fn apply(ctx: &mut Ctx) {
             ));
             continue;
         }
+        drained.push((i, container));
+    }
+    if drained.is_empty() {
+        return;
+    }
+    let command = pre_stop_command(cfg)
+        .into_iter()
+        .map(Value::String)
+        .collect();
+    let hook = object([("exec", object([("command", Value::Array(command))]))]);
+    // A copy of the 4 KB hook for each container but the last, which gets it.
+    let hooks = std::iter::repeat_n(hook, drained.len());
+    for ((i, container), hook) in drained.into_iter().zip(hooks) {
         let index = i.to_string();
-        if ctx.patch.add_if_absent(
+        if ctx.patch.add_opaque_if_absent(
             &["spec", "containers", &index, "lifecycle", "preStop"],
-            hook.clone(),
+            hook,
         ) {
             ctx.change(
                 Mutation::GracefulStop,

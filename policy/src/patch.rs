@@ -144,20 +144,34 @@ impl PatchBuilder {
     /// parent objects in the same operation. Returns whether anything was added; nothing is
     /// added when a parent exists but is not an object (a malformed document is left alone).
     pub fn add_if_absent(&mut self, path: &[&str], value: Value) -> bool {
+        self.add(path, value, None)
+    }
+
+    /// [`Self::add_if_absent`] for a value no rule reads or adds into afterwards (the preStop
+    /// hook, the chown init container): the working copy keeps an empty object in its place,
+    /// not a copy of it.
+    pub fn add_opaque_if_absent(&mut self, path: &[&str], value: Value) -> bool {
+        self.add(path, value, Some(Value::Object(Map::new())))
+    }
+
+    /// Adds `value` as [`Self::add_if_absent`] does; the working copy gets `kept` in its place
+    /// when given, else a copy.
+    fn add(&mut self, path: &[&str], value: Value, kept: Option<Value>) -> bool {
         // The first missing (or null) member is where the operation goes, into an object.
         let (first_missing, parent) = self.deepest(path);
         if first_missing == path.len() || !parent.is_object() {
             return false;
         }
-        let nested = path[first_missing + 1..]
-            .iter()
-            .rev()
-            .fold(value, |inner, key| {
+        let missing = &path[first_missing + 1..];
+        let nest = |value: Value| {
+            missing.iter().rev().fold(value, |inner, key| {
                 let mut m = Map::new();
                 m.insert((*key).to_string(), inner);
                 Value::Object(m)
-            });
-        self.push(&path[..=first_missing], nested)
+            })
+        };
+        let kept = kept.map(nest);
+        self.push(&path[..=first_missing], nest(value), kept)
     }
 
     /// Sets `path` to `value`, replacing what is there (`add` replaces an existing member).
@@ -165,28 +179,35 @@ impl PatchBuilder {
     pub fn set(&mut self, path: &[&str], value: Value) -> bool {
         match self.get(path) {
             Some(v) if *v == value => false,
-            Some(_) => self.push(path, value),
+            Some(_) => self.push(path, value, None),
             None => self.add_if_absent(path, value),
         }
     }
 
-    /// Inserts `value` at `index` of the array at `path`, creating the array if absent.
-    pub fn insert(&mut self, path: &[&str], index: usize, value: Value) -> bool {
+    /// Inserts `value` at `index` of the array at `path`, creating the array if absent. The
+    /// value is opaque, as for [`Self::add_opaque_if_absent`]; the array is not.
+    pub fn insert_opaque(&mut self, path: &[&str], index: usize, value: Value) -> bool {
+        let opaque = || Value::Object(Map::new());
         match self.get(path) {
             Some(Value::Array(a)) if index <= a.len() => {
                 let index = index.to_string();
                 let full: Vec<&str> = path.iter().copied().chain([index.as_str()]).collect();
-                self.push(&full, value)
+                self.push(&full, value, Some(opaque()))
             }
             Some(_) => false,
-            None => self.add_if_absent(path, Value::Array(vec![value])),
+            None => self.add(
+                path,
+                Value::Array(vec![value]),
+                Some(Value::Array(vec![opaque()])),
+            ),
         }
     }
 
-    /// Records `add path value` and applies it to the working copy, navigating by the tokens
-    /// already at hand (parsing the pointer back, as `json_patch::patch` would, costs a third
-    /// of an evaluation). The tests apply every emitted patch with `json_patch` itself.
-    fn push(&mut self, path: &[&str], value: Value) -> bool {
+    /// Records `add path value` and applies it to the working copy (`kept` in its place when
+    /// given, else a copy), navigating by the tokens already at hand (parsing the pointer
+    /// back, as `json_patch::patch` would, costs a third of an evaluation). The tests apply
+    /// every emitted patch with `json_patch` itself.
+    fn push(&mut self, path: &[&str], value: Value, kept: Option<Value>) -> bool {
         let Some((last, parent)) = path.split_last() else {
             return false;
         };
@@ -204,12 +225,13 @@ impl PatchBuilder {
                 _ => return false,
             };
         }
+        let kept = kept.unwrap_or_else(|| value.clone());
         match cur {
             Value::Object(m) => {
-                m.insert((*last).to_string(), value.clone());
+                m.insert((*last).to_string(), kept);
             }
             Value::Array(a) => match last.parse::<usize>() {
-                Ok(i) if i <= a.len() => a.insert(i, value.clone()),
+                Ok(i) if i <= a.len() => a.insert(i, kept),
                 _ => return false,
             },
             _ => return false,
@@ -275,9 +297,12 @@ mod tests {
     #[test]
     fn inserts_into_existing_or_new_arrays() {
         let mut b = PatchBuilder::new(json!({"spec": {"initContainers": [{"name": "a"}]}}));
-        assert!(b.insert(&["spec", "initContainers"], 0, json!({"name": "first"})));
+        assert!(b.insert_opaque(&["spec", "initContainers"], 0, json!({"name": "first"})));
         let mut c = PatchBuilder::new(json!({"spec": {}}));
-        assert!(c.insert(&["spec", "initContainers"], 0, json!({"name": "first"})));
+        assert!(c.insert_opaque(&["spec", "initContainers"], 0, json!({"name": "first"})));
+        // The working copy knows the array's length, not what the element holds.
+        assert_eq!(c.get(&["spec", "initContainers"]), Some(&json!([{}])));
+        assert!(!c.add_opaque_if_absent(&["spec", "initContainers", "0"], json!({"x": 1})));
         assert_eq!(ops(&b.finish())[0]["path"], "/spec/initContainers/0");
         assert_eq!(
             ops(&c.finish())[0],

@@ -198,7 +198,10 @@ pub(super) fn apply_volume_ownership(ctx: &mut Ctx) {
     }
 
     let init = init_container(ctx, &targets);
-    if ctx.patch.insert(&["spec", "initContainers"], 0, init) {
+    if ctx
+        .patch
+        .insert_opaque(&["spec", "initContainers"], 0, init)
+    {
         let what: Vec<String> = targets
             .iter()
             .map(|t| {
