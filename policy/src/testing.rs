@@ -86,6 +86,13 @@ pub fn pod_strategy() -> impl Strategy<Value = Value> {
                 "persistentVolumeClaim",
                 "emptyDir",
                 "configMap",
+                "ephemeral",
+                "nfs",
+                "csi",
+                "secret",
+                "projected",
+                "downwardAPI",
+                "gitRepo",
             ]),
             3,
         ),
@@ -125,6 +132,9 @@ pub fn pod_strategy() -> impl Strategy<Value = Value> {
                             "hostPath" => json!({"path": "/d"}),
                             "persistentVolumeClaim" => json!({"claimName": "c"}),
                             "configMap" => json!({"name": "cm"}),
+                            "nfs" => json!({"server": "nfs", "path": "/export"}),
+                            "csi" => json!({"driver": "csi.example.com"}),
+                            "gitRepo" => json!({"repository": "https://example.com/r.git"}),
                             _ => json!({}),
                         };
                         json!({"name": format!("v{i}"), t: source})
