@@ -56,10 +56,6 @@ pub struct RequestView<'a> {
 /// The request's object: read as a pod in the same pass when the request's kind, which the
 /// API server sends before it, says Pod; else kept as raw JSON (see [`Object::into_pod_view`]).
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per review, on the stack; boxing the pod would cost an allocation each"
-)]
 pub enum Object<'a> {
     Pod(PodView),
     Raw(&'a serde_json::value::RawValue),
