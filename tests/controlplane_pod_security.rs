@@ -122,9 +122,11 @@ fn status_explains_pods_that_pod_security_rejects() {
 /// `per_container`: runAsNonRoot on each container instead of the pod, which restricted
 /// accepts too.
 fn restrictify(mut pod: Value, per_container: bool) -> Value {
+    // The volume kinds restricted forbids become claims (what they stand for in the seed).
     for v in pod["spec"]["volumes"].as_array_mut().into_iter().flatten() {
         if let Some(m) = v.as_object_mut() {
-            if m.remove("hostPath").is_some() {
+            let forbidden = ["hostPath", "nfs", "gitRepo"].map(|kind| m.remove(kind).is_some());
+            if forbidden.contains(&true) {
                 m.insert("persistentVolumeClaim".into(), json!({"claimName": "data"}));
             }
         }
