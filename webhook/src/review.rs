@@ -50,8 +50,6 @@ pub struct Reviewed {
     /// The patch [`Reviewed::into_json`] puts in the response; empty for none.
     pub patch: json_patch::Patch,
     pub outcome: Outcome,
-    /// The number of patch operations sent.
-    pub operations: usize,
     /// The pod's role, when the policy found one.
     pub role: Option<Role>,
     /// What was injected, comma separated, as in the `injected` audit annotation.
@@ -63,6 +61,11 @@ const REVIEW_HEAD: &[u8] =
     br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":"#;
 
 impl Reviewed {
+    /// The number of patch operations sent.
+    pub fn operations(&self) -> usize {
+        self.patch.0.len()
+    }
+
     /// The response body, written into one buffer. kube-core keeps `patch` as bytes and would
     /// serialise them as an array of numbers; the wire format, Go's `[]byte`, is a base64
     /// string. So the response is serialised without a patch, and the patch is written as
@@ -140,7 +143,6 @@ pub fn review_in(
         response,
         outcome,
         patch: json_patch::Patch(Vec::new()),
-        operations: 0,
         role: None,
         injected: String::new(),
     };
@@ -219,8 +221,7 @@ fn answer(mut response: AdmissionResponse, evaluation: Evaluation) -> Reviewed {
             .audit_annotations
             .insert("role".into(), role.to_string());
     }
-    let operations = patch.0.len();
-    if operations > 0 {
+    if !patch.0.is_empty() {
         response
             .audit_annotations
             .insert("injected".into(), injected.clone());
@@ -233,7 +234,6 @@ fn answer(mut response: AdmissionResponse, evaluation: Evaluation) -> Reviewed {
         response,
         patch,
         outcome,
-        operations,
         role,
         injected,
     }
@@ -278,7 +278,7 @@ mod tests {
     fn buildbot_pod_gets_a_base64_json_patch_with_the_same_uid() {
         let r = review(&review_json(worker(), "CREATE"), &Policy::default()).unwrap();
         assert_eq!(r.outcome, Outcome::Patched);
-        let operations = r.operations;
+        let operations = r.operations();
         let v = response(r);
         assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(v["kind"], "AdmissionReview");
@@ -442,7 +442,7 @@ mod tests {
                     json_patch::patch(&mut pod, &patch).unwrap();
                     // And the patched pod needs nothing more.
                     let again = review(&review_json(pod, "CREATE"), &Policy::default()).unwrap();
-                    prop_assert_eq!(again.operations, 0);
+                    prop_assert_eq!(again.operations(), 0);
                 }
             }
         }

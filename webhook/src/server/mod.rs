@@ -282,7 +282,7 @@ async fn serve_review(state: &AppState, level: PodSecurityLevel, request: Reques
             let took = started.elapsed();
             state
                 .metrics
-                .review(reviewed.outcome, reviewed.operations, took);
+                .review(reviewed.outcome, reviewed.operations(), took);
             if reviewed.outcome != Outcome::Skipped {
                 // Per review at debug: the API server's audit log (our audit annotations) and
                 // /metrics are the record; a line per pod creation is a syscall on the hot path.
