@@ -261,17 +261,7 @@ fn a_latent_installation_makes_a_pod_per_build_with_only_the_roles_permissions()
         pod["metadata"]["labels"]["app.kubernetes.io/instance"],
         "bb"
     );
-    assert_eq!(
-        pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
-        "false"
-    );
-    let container = &pod["spec"]["containers"][0];
-    assert_eq!(
-        container["resources"]["requests"],
-        json!({"cpu": "500m", "memory": "1Gi"})
-    );
-    assert!(container.get("lifecycle").is_none(), "{pod}");
-    assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 3600);
+    assert_per_build_worker_policy(&pod);
     assert_eq!(pod["spec"]["securityContext"]["fsGroup"], 1000);
     assert!(
         webhook.metric("buildbot_webhook_reviews_total{outcome=\"unchanged\"}") > unchanged,
@@ -283,22 +273,11 @@ fn a_latent_installation_makes_a_pod_per_build_with_only_the_roles_permissions()
     // Stock: the webhook adds the policy, without the hook.
     let patched = webhook.metric("buildbot_webhook_reviews_total{outcome=\"patched\"}");
     let stock = build_on_a_pod(cp, &ns, &master, "plain", "plain-0");
-    let c = &stock["spec"]["containers"][0];
-    assert_eq!(
-        c["resources"]["requests"],
-        json!({"cpu": "500m", "memory": "1Gi"}),
-        "{stock}"
-    );
-    assert!(c.get("lifecycle").is_none(), "{stock}");
+    assert_per_build_worker_policy(&stock);
     assert_eq!(
         stock["metadata"]["labels"]["app.kubernetes.io/component"],
         "worker"
     );
-    assert_eq!(
-        stock["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
-        "false"
-    );
-    assert_eq!(stock["spec"]["terminationGracePeriodSeconds"], 3600);
     assert!(webhook.metric("buildbot_webhook_reviews_total{outcome=\"patched\"}") > patched);
 
     // The same worker builds again: nothing retired it.
@@ -313,4 +292,21 @@ fn a_latent_installation_makes_a_pod_per_build_with_only_the_roles_permissions()
     let out = cp.kubectl_buildbot(&ns, &["scale", "bb", "--workers", "3"]);
     assert!(!out.status.success());
     assert!(text_of(&out).contains("--max-workers"), "{}", text_of(&out));
+}
+
+/// What the policy gives a per-build worker pod, however it arrived: the worker requests,
+/// grace, and safe-to-evict false; never the preStop hook.
+fn assert_per_build_worker_policy(pod: &Value) {
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(
+        container["resources"]["requests"],
+        json!({"cpu": "500m", "memory": "1Gi"}),
+        "{pod}"
+    );
+    assert!(container.get("lifecycle").is_none(), "{pod}");
+    assert_eq!(
+        pod["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false",
+        "{pod}"
+    );
+    assert_eq!(pod["spec"]["terminationGracePeriodSeconds"], 3600, "{pod}");
 }
