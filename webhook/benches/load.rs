@@ -9,7 +9,7 @@
 //! rustls) that answers every review with a fixed "allowed, no patch". Drives both over
 //! loopback HTTPS with keep-alive connections at concurrency 1, 16 and 64, with a mix of
 //! seed-style worker and master pods, 20-container pods and non-Buildbot pods. Prints
-//! throughput, p50/p99/p99.9 latency and peak RSS of each, and the ratios webhook/null; then
+//! throughput, p50/p99/p99.9 latency, peak RSS and CPU time per request (server and client) of each, and the ratios webhook/null; then
 //! the webhook's RSS after at least 100,000 reviews.
 //!
 //! `--against URL` (repeatable) drives any other HTTPS admission endpoint the same way in the
@@ -49,8 +49,46 @@ fn args(name: &str) -> Vec<String> {
         .collect()
 }
 
-/// `--null-server --listen ADDR --tls-cert F --tls-key F`: the floor, on the same transport.
+/// The requests of the load, in order: 40% seed workers, 20% seed masters, 10% 20-container
+/// pods, 30% not Buildbot.
+fn mix() -> Vec<Vec<u8>> {
+    let mut bodies = Vec::new();
+    for (n, pod) in [
+        (4, common::seed_worker_pod()),
+        (2, common::seed_master_pod()),
+        (1, common::large_pod()),
+        (3, common::nginx_pod()),
+    ] {
+        for i in 0..n {
+            bodies.push(admission_review(
+                &format!("7c4a1f0e-0000-4000-8000-{i:012}"),
+                pod.clone(),
+            ));
+        }
+    }
+    bodies
+}
+
+/// `--null-server [--answers] --listen ADDR --tls-cert F --tls-key F`: the floor, on the same
+/// transport. It reads each body and answers a constant "allowed, no patch"; with
+/// `--answers`, the webhook's own answer to each request of the [`mix`], worked out once at
+/// start: what sending those answers costs, without the work of finding them.
 fn null_server() {
+    let answers: Arc<Vec<(Vec<u8>, axum::body::Bytes)>> =
+        Arc::new(if std::env::args().any(|a| a == "--answers") {
+            let policy = buildbot_policy::Policy::default();
+            mix()
+                .into_iter()
+                .map(|body| {
+                    let answer = buildbot_webhook::review::review(&body, &policy)
+                        .unwrap()
+                        .into_json();
+                    (body, answer.into())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,10 +107,18 @@ fn null_server() {
         let listener = tokio::net::TcpListener::bind(arg("--listen").unwrap())
             .await
             .unwrap();
-        // Reads the whole body, as the webhook does, and answers a constant.
+        // Reads the whole body, as the webhook does.
         let app = Router::new().route(
             "/mutate",
-            post(|_body: axum::body::Bytes| async { NULL_RESPONSE }),
+            post(move |body: axum::body::Bytes| async move {
+                answers
+                    .iter()
+                    .find(|(request, _)| request.len() == body.len() && **request == *body)
+                    .map_or(
+                        axum::body::Bytes::from_static(NULL_RESPONSE),
+                        |(_, answer)| answer.clone(),
+                    )
+            }),
         );
         let limits = Limits {
             max_connections: 1024,
@@ -96,6 +142,31 @@ fn free_addr() -> SocketAddr {
         .unwrap()
         .local_addr()
         .unwrap()
+}
+
+/// CPU time (user and system) a process has used so far, in seconds (Linux).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / clock_ticks_per_second(),
+        _ => f64::NAN,
+    }
+}
+
+/// The unit of /proc's CPU times (`getconf CLK_TCK`; 100 on every Linux we run on).
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Peak and current resident memory of a process, in MiB (Linux).
@@ -284,6 +355,11 @@ fn main() {
         &["serve", "--log-format", "json"],
     );
     let null = spawn("null", std::env::current_exe().unwrap(), &["--null-server"]);
+    let answers = spawn(
+        "answers",
+        std::env::current_exe().unwrap(),
+        &["--null-server", "--answers"],
+    );
     // Each --against has its own --against-ca (else the last one given), --against-name and
     // --against-pid, by position.
     let (cas, names, pids) = (
@@ -315,21 +391,7 @@ fn main() {
         })
         .collect();
 
-    // The mix: 40% seed workers, 20% seed masters, 10% 20-container pods, 30% not Buildbot.
-    let mut bodies = Vec::new();
-    for (n, pod) in [
-        (4, common::seed_worker_pod()),
-        (2, common::seed_master_pod()),
-        (1, common::large_pod()),
-        (3, common::nginx_pod()),
-    ] {
-        for i in 0..n {
-            bodies.push(admission_review(
-                &format!("7c4a1f0e-0000-4000-8000-{i:012}"),
-                pod.clone(),
-            ));
-        }
-    }
+    let bodies = mix();
     let bodies = Arc::new(bodies);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -338,22 +400,30 @@ fn main() {
     runtime.block_on(async {
         wait_listening(webhook.addr).await;
         wait_listening(null.addr).await;
-        let mut targets = vec![&webhook, &null];
+        wait_listening(answers.addr).await;
+        let mut targets = vec![&webhook, &null, &answers];
         for peer in &peers {
             wait_listening(peer.addr).await;
             targets.push(peer);
         }
         println!("load benchmark: {seconds} s per run, keep-alive HTTPS on loopback, 2 cores shared by client and server");
-        println!("{:>4} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7}", "conc", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "peakMiB", "errors");
+        println!("{:>4} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8} {:>8}", "conc", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "peakMiB", "errors", "srv µs", "cli µs");
+        println!("(srv µs and cli µs: CPU time per request, user and system, of the server process and of this client)");
         let mut webhook_reviews = 0u64;
         for concurrency in [1usize, 16, 64] {
             let mut results = Vec::new();
             for target in &targets {
                 drive(target, bodies.clone(), concurrency, Duration::from_millis(500)).await; // warm-up
+                let server = target.pid.map(|pid| pid.to_string());
+                let cpu = |pid: Option<&str>| pid.map_or(f64::NAN, cpu_seconds);
+                let (server_before, client_before) = (cpu(server.as_deref()), cpu(Some("self")));
                 let run = drive(target, bodies.clone(), concurrency, Duration::from_secs(seconds)).await;
+                let per_request = |before: f64, after: f64| (after - before) * 1e6 / run.requests.max(1) as f64;
+                let server_us = per_request(server_before, cpu(server.as_deref()));
+                let client_us = per_request(client_before, cpu(Some("self")));
                 let peak = target.pid.map_or(f64::NAN, |pid| rss_mib(pid).0);
                 println!(
-                    "{concurrency:>4} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {peak:>8.1} {:>7}",
+                    "{concurrency:>4} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {peak:>8.1} {:>7} {server_us:>8.1} {client_us:>8.1}",
                     target.name, run.rps(), run.pct(0.5), run.pct(0.99), run.pct(0.999), run.errors
                 );
                 if target.name == "webhook" {
