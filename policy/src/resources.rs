@@ -3,7 +3,7 @@
 //! can compute CPU utilisation. Init containers included.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -14,16 +14,18 @@ use super::{containers, quantity, Ctx, Mutation, Role};
 const NAMES: [&str; 2] = ["cpu", "memory"];
 
 pub(super) fn apply(ctx: &mut Ctx) {
-    let policy = ctx.policy;
-    for (i, container) in containers(ctx.pod).iter().enumerate() {
+    let (policy, pod) = (ctx.policy, ctx.pod);
+    // What each app container requests once this rule has run, for the init containers' cap.
+    let mut requested = Vec::with_capacity(containers(pod).len());
+    for (i, container) in containers(pod).iter().enumerate() {
         let role = ctx.containers.get(i).copied().flatten();
         let defaults = policy.resources.for_role(role);
         let who = Who::App(role);
-        let values = [&defaults.cpu, &defaults.memory];
-        request(ctx, container, "containers", i, values, who);
+        let values = [defaults.cpu.as_str(), defaults.memory.as_str()];
+        requested.push(request(ctx, container, "containers", i, values, who));
     }
     if policy.resources.init_containers {
-        apply_init(ctx);
+        apply_init(ctx, &requested);
     }
 }
 
@@ -35,13 +37,15 @@ enum Who {
     Init(Role),
 }
 
-impl fmt::Display for Who {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Who {
+    fn name(self) -> &'static str {
         match self {
-            Who::App(Some(role)) => write!(f, "{role}"),
-            Who::App(None) => f.write_str("sidecar"),
-            Who::SidecarInit => f.write_str("sidecar init"),
-            Who::Init(role) => write!(f, "{role} init"),
+            Who::App(Some(role)) => role.component(),
+            Who::App(None) => "sidecar",
+            Who::SidecarInit => "sidecar init",
+            Who::Init(Role::Master) => "master init",
+            Who::Init(Role::Worker) => "worker init",
+            Who::Init(Role::Database) => "database init",
         }
     }
 }
@@ -49,7 +53,7 @@ impl fmt::Display for Who {
 /// Init containers: the pod role's requests, each capped at the app containers' total (they
 /// run one at a time before those, so they cost no scheduling room); sidecar init containers
 /// run beside the app containers and get the sidecar requests.
-fn apply_init(ctx: &mut Ctx) {
+fn apply_init<'a>(ctx: &mut Ctx<'a>, requested: &[Requested<'a>]) {
     let Some(init) = ctx
         .pod
         .spec
@@ -65,12 +69,13 @@ fn apply_init(ctx: &mut Ctx) {
         .and_then(|v| v.as_array())
         .map_or(init.len(), Vec::len);
     let offset = now.saturating_sub(init.len());
-    let totals = NAMES.map(|name| app_total(ctx, name));
-    let role_defaults = ctx.policy.resources.for_role(Some(ctx.role)).clone();
-    let sidecar = ctx.policy.resources.sidecar.clone();
+    let totals: [Option<(f64, &str)>; NAMES.len()] =
+        std::array::from_fn(|n| app_total(requested, n));
+    let role_defaults = ctx.policy.resources.for_role(Some(ctx.role));
+    let sidecar = &ctx.policy.resources.sidecar;
     for (i, container) in init.iter().enumerate() {
         if container.restart_policy.as_deref() == Some("Always") {
-            let values = [&sidecar.cpu, &sidecar.memory];
+            let values = [sidecar.cpu.as_str(), sidecar.memory.as_str()];
             request(
                 ctx,
                 container,
@@ -81,77 +86,64 @@ fn apply_init(ctx: &mut Ctx) {
             );
             continue;
         }
-        let capped: Vec<String> = [&role_defaults.cpu, &role_defaults.memory]
-            .iter()
-            .zip(&totals)
-            .map(|(default, total)| match total {
-                Some((sum, largest)) if quantity::parse(default).is_some_and(|d| d > *sum) => {
-                    largest.clone()
-                }
-                _ => (*default).clone(),
-            })
-            .collect();
+        let defaults = [role_defaults.cpu.as_str(), role_defaults.memory.as_str()];
+        let capped: [&str; NAMES.len()] = std::array::from_fn(|n| match totals[n] {
+            Some((sum, largest)) if quantity::parse(defaults[n]).is_some_and(|d| d > sum) => {
+                largest
+            }
+            _ => defaults[n],
+        });
         let who = Who::Init(ctx.role);
-        request(
-            ctx,
-            container,
-            "initContainers",
-            i + offset,
-            [&capped[0], &capped[1]],
-            who,
-        );
+        request(ctx, container, "initContainers", i + offset, capped, who);
     }
 }
 
-/// What the app containers request of `name` once this rule has run: the sum, and the
+/// What one container requests of cpu and memory once this rule has run: its own requests
+/// when it states them, else what the rule added (`None` where nothing was).
+type Requested<'a> = [Option<&'a str>; NAMES.len()];
+
+/// What the app containers request of `NAMES[n]` once this rule has run: the sum, and the
 /// largest single request (a value no larger than the sum, as written). `None` when none
 /// requests it.
-fn app_total(ctx: &Ctx, name: &str) -> Option<(f64, String)> {
-    let count = containers(ctx.pod).len();
+fn app_total<'a>(requested: &[Requested<'a>], n: usize) -> Option<(f64, &'a str)> {
     let mut sum = 0.0;
-    let mut largest: Option<(f64, String)> = None;
-    for i in 0..count {
-        let index = i.to_string();
-        let Some(text) = ctx
-            .patch
-            .get(&["spec", "containers", &index, "resources", "requests", name])
-            .and_then(|v| v.as_str())
-        else {
-            continue;
-        };
+    let mut largest: Option<(f64, &str)> = None;
+    for text in requested.iter().filter_map(|r| r[n]) {
         let Some(value) = quantity::parse(text) else {
             continue;
         };
         sum += value;
-        if largest.as_ref().is_none_or(|(l, _)| value > *l) {
-            largest = Some((value, text.to_string()));
+        if largest.is_none_or(|(l, _)| value > l) {
+            largest = Some((value, text));
         }
     }
     largest.map(|(_, text)| (sum, text))
 }
 
 /// Requests `values` (cpu, memory) for `spec.<list>[index]`, unless the container states
-/// requests of its own; never above its limits.
-fn request(
-    ctx: &mut Ctx,
-    container: &Container,
+/// requests of its own; never above its limits. Returns what the container requests once
+/// done (its own requests, or those added).
+fn request<'a>(
+    ctx: &mut Ctx<'a>,
+    container: &'a Container,
     list: &str,
     index: usize,
-    values: [&String; 2],
+    values: [&'a str; NAMES.len()],
     who: Who,
-) {
+) -> Requested<'a> {
     let resources = container.resources.as_ref();
-    if resources
+    if let Some(own) = resources
         .and_then(|r| r.requests.as_ref())
-        .is_some_and(|r| !r.is_empty())
+        .filter(|r| !r.is_empty())
     {
-        return; // the user stated requests: never touch them
+        // The user stated requests: never touch them.
+        return NAMES.map(|name| own.get(name).map(|q| q.0.as_str()));
     }
     let limits = resources.and_then(|r| r.limits.as_ref());
     let index = index.to_string();
-    let wanted: [(&str, &String, &str); NAMES.len()] =
-        std::array::from_fn(|i| (NAMES[i], values[i], capped(values[i], limits, NAMES[i])));
-    for (name, default, value) in &wanted {
+    let wanted: [&'a str; NAMES.len()] =
+        std::array::from_fn(|i| capped(values[i], limits, NAMES[i]));
+    for ((name, default), value) in NAMES.iter().zip(values).zip(wanted) {
         if value != default {
             ctx.warnings.push(format!(
                 "container {:?} {name} limit {value} is below the default request {default}; requested {value}",
@@ -161,27 +153,38 @@ fn request(
     }
     let requests = ["spec", list, &index, "resources", "requests"];
     let mut set = [false; NAMES.len()];
-    // Usually no `requests` at all: one operation adds them all.
-    let all: Map<String, Value> = wanted
+    // Usually no `requests` at all: one operation adds them all. No later rule reads inside
+    // them (the init containers' cap comes from what this returns).
+    let all: Map<String, Value> = NAMES
         .iter()
-        .map(|(name, _, value)| ((*name).to_string(), Value::String((*value).to_owned())))
+        .zip(wanted)
+        .map(|(name, value)| ((*name).to_string(), Value::String(value.to_owned())))
         .collect();
-    if ctx.patch.add_if_absent(&requests, Value::Object(all)) {
+    if ctx
+        .patch
+        .add_opaque_if_absent(&requests, Value::Object(all))
+    {
         set = [true; NAMES.len()];
     } else {
         // `requests: {}` (or a parent that is not an object): key by key.
-        for (i, (name, _, value)) in wanted.iter().enumerate() {
+        for (i, (name, value)) in NAMES.iter().zip(wanted).enumerate() {
             let path = [&requests[..], &[*name]].concat();
             set[i] = ctx
                 .patch
-                .add_if_absent(&path, Value::String((*value).to_owned()));
+                .add_opaque_if_absent(&path, Value::String(value.to_owned()));
         }
     }
     if set.contains(&true) {
         // One string, written in place: a pod with many sidecars has one such change each.
         let mut detail = String::with_capacity(64 + container.name.len());
         detail.push_str("requested ");
-        for (n, ((name, _, value), _)) in wanted.iter().zip(set).filter(|(_, set)| *set).enumerate()
+        for (n, (name, value)) in NAMES
+            .iter()
+            .zip(wanted)
+            .zip(set)
+            .filter(|(_, set)| *set)
+            .map(|(nv, _)| nv)
+            .enumerate()
         {
             if n > 0 {
                 detail.push_str(", ");
@@ -190,8 +193,27 @@ fn request(
             detail.push('=');
             detail.push_str(value);
         }
-        let _ = write!(detail, " for {who} container {:?}", container.name);
+        detail.push_str(" for ");
+        detail.push_str(who.name());
+        detail.push_str(" container ");
+        quoted(&mut detail, &container.name);
         ctx.change(Mutation::Resources, detail);
+    }
+    std::array::from_fn(|i| set[i].then_some(wanted[i]))
+}
+
+/// Appends `name` as `{:?}` writes it: as is between quotes when it is a valid container
+/// name (lowercase letters, digits and `-`), which needs no escapes.
+fn quoted(out: &mut String, name: &str) {
+    if name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{name:?}");
     }
 }
 

@@ -523,6 +523,31 @@ fn init_containers_get_requests_capped_at_what_the_pod_already_requests() {
         }
     }
 
+    // The cap counts both what containers state and what the rule adds: a worker asking for
+    // 100m and 128Mi, and a sidecar given 50m and 64Mi, sum to less than the worker defaults,
+    // so the init container gets the largest single request of each.
+    let (_, doc) = run(
+        "metadata: {labels: {app: buildbot, tier: worker}}\nspec:\n  initContainers: [{name: setup, image: busybox}]\n  containers:\n  - {name: w, image: buildbot/buildbot-worker, resources: {requests: {cpu: 100m, memory: 128Mi}}}\n  - {name: s, image: sidecar, resources: {limits: {memory: 32Mi}}}",
+    );
+    assert_eq!(
+        requests(&doc, "containers", 1),
+        json!({"limits": {"memory": "32Mi"}, "requests": {"cpu": "50m", "memory": "32Mi"}})
+    );
+    assert_eq!(
+        requests(&doc, "initContainers", 0),
+        json!({"requests": {"cpu": "100m", "memory": "128Mi"}})
+    );
+    let (_, doc) = run(&pod("", "").replace(
+        "containers: [{name: w, image: buildbot/buildbot-worker}]",
+        "containers: [{name: w, image: buildbot/buildbot-worker}, {name: s, image: sidecar, resources: {requests: {cpu: 10m, memory: 16Mi}}}]",
+    ));
+    // The worker's added 500m and 1Gi and the sidecar's own requests sum to more than the
+    // defaults, which stay (counting only the sidecar's would give 10m and 16Mi).
+    assert_eq!(
+        requests(&doc, "initContainers", 0),
+        json!({"requests": {"cpu": "500m", "memory": "1Gi"}})
+    );
+
     // Behind the chown init container, the patch still reaches the user's own.
     let hostpath = pod("", "").replace(
         "image: buildbot/buildbot-worker}]",
