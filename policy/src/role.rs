@@ -201,46 +201,72 @@ pub fn env_role(name: &[u8]) -> Option<Role> {
 /// `quay.io/org/buildbot-worker:v1@sha256:...` gives `org/buildbot-worker`,
 /// `docker.io/library/postgres:15` gives `postgres`.
 pub fn image_repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    // A tag is a colon after the last slash (a colon before it is a registry port).
-    let image = match (image.rfind(':'), image.rfind('/')) {
-        (Some(colon), Some(slash)) if colon > slash => &image[..colon],
-        (Some(colon), None) => &image[..colon],
-        _ => image,
-    };
-    // The first component is a registry when it has a dot or a port, or is localhost.
-    let image = match image.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            rest
+    // One pass, up to the digest: the last colon and slash, the first slash, and whether the
+    // text before that slash has a dot or a colon (std's searches cost more on short text).
+    let (mut end, mut colon, mut slash, mut first_slash) = (image.len(), None, None, None);
+    let mut host_like = false;
+    for (i, &b) in image.as_bytes().iter().enumerate() {
+        match b {
+            b'@' => {
+                end = i;
+                break;
+            }
+            b':' => colon = Some(i),
+            b'/' => {
+                slash = Some(i);
+                first_slash.get_or_insert(i);
+            }
+            _ => {}
         }
+        if first_slash.is_none() && matches!(b, b'.' | b':') {
+            host_like = true;
+        }
+    }
+    // A tag is a colon after the last slash (a colon before it is a registry port).
+    let end = match (colon, slash) {
+        (Some(colon), Some(slash)) if colon > slash => colon,
+        (Some(colon), None) => colon,
+        _ => end,
+    };
+    let image = &image[..end];
+    // The first component is a registry when it has a dot or a port, or is localhost.
+    let image = match first_slash.filter(|&at| at < end) {
+        Some(at) if host_like || &image[..at] == "localhost" => &image[at + 1..],
         _ => image,
     };
     image.strip_prefix("library/").unwrap_or(image)
 }
 
 /// Shell-style matching where `*` matches any run of characters (case-insensitive).
+///
+/// The pattern's text before its first `*` starts the text, the text after its last `*` ends
+/// it, and each piece between them is found, leftmost first, in between: what a `*`-only
+/// glob means, with no backtracking (the policy matches every container against seven
+/// patterns).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
+    let mut pieces = p.split(|&b| b == b'*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(last) = pieces.next_back() else {
+        return p.eq_ignore_ascii_case(t); // no `*`
+    };
+    if t.len() < first.len() + last.len()
+        || !t[..first.len()].eq_ignore_ascii_case(first)
+        || !t[t.len() - last.len()..].eq_ignore_ascii_case(last)
+    {
+        return false;
+    }
+    let mut rest = &t[first.len()..t.len() - last.len()];
+    for piece in pieces.filter(|piece| !piece.is_empty()) {
+        match rest
+            .windows(piece.len())
+            .position(|w| w.eq_ignore_ascii_case(piece))
+        {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
         }
     }
-    p[pi..].iter().all(|&b| b == b'*')
+    true
 }
 
 #[cfg(test)]
@@ -308,6 +334,69 @@ mod tests {
         assert!(!glob_match("buildbot", "buildbot-worker"));
         assert!(glob_match("a*b*c", "aXXbYYc"));
         assert!(!glob_match("a*b*c", "aXXbYY"));
+        assert!(!glob_match("ab*ba", "aba"), "the ends may not overlap");
+        assert!(glob_match("a**b", "ab"));
+        assert!(glob_match("**", "x"));
+    }
+
+    /// `image_repository` as it was written first, with std's searches: the reference.
+    fn image_repository_by_searches(image: &str) -> &str {
+        let image = image.split('@').next().unwrap_or(image);
+        let image = match (image.rfind(':'), image.rfind('/')) {
+            (Some(colon), Some(slash)) if colon > slash => &image[..colon],
+            (Some(colon), None) => &image[..colon],
+            _ => image,
+        };
+        let image = match image.split_once('/') {
+            Some((first, rest))
+                if first.contains('.') || first.contains(':') || first == "localhost" =>
+            {
+                rest
+            }
+            _ => image,
+        };
+        image.strip_prefix("library/").unwrap_or(image)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn image_repository_agrees_with_searches(image in "[a.:/@l]{0,12}|(localhost|library|docker.io|a:5000)(/[a-z.:]{0,6}){0,3}(:[a-z0-9]{1,3})?(@sha:[0-9]{1,3})?") {
+            proptest::prop_assert_eq!(image_repository(&image), image_repository_by_searches(&image));
+        }
+    }
+
+    /// The backtracking matcher `glob_match` replaced: the reference it must agree with.
+    fn backtracking_glob(pattern: &str, text: &str) -> bool {
+        let (p, t) = (pattern.as_bytes(), text.as_bytes());
+        let (mut pi, mut ti) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            if pi < p.len() && p[pi] == b'*' {
+                star = Some((pi, ti));
+                pi += 1;
+            } else if pi < p.len() && p[pi].eq_ignore_ascii_case(&t[ti]) {
+                pi += 1;
+                ti += 1;
+            } else if let Some((sp, st)) = star {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&b| b == b'*')
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn glob_agrees_with_backtracking(pattern in "[abA*/-]{0,8}", text in "[abAB/-]{0,10}") {
+            proptest::prop_assert_eq!(
+                glob_match(&pattern, &text),
+                backtracking_glob(&pattern, &text),
+                "{:?} {:?}", pattern, text
+            );
+        }
     }
 
     #[test]
