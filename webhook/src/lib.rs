@@ -4,9 +4,11 @@
 //! - [`review`]: AdmissionReview v1 in, AdmissionReview v1 out, no I/O.
 //! - [`patch_base64`]: the patch as the response carries it, long strings encoded once.
 //! - [`view`]: the review decoded for what the policy reads, and nothing else.
+//! - [`env_compact`]: environment variables the policy does not read, cut before decoding.
 //! - [`server`]: the HTTPS admission server (axum over rustls), certificate reload.
 //! - [`metrics`]: the Prometheus counters, recorded in one place.
 
+pub mod env_compact;
 pub mod metrics;
 pub mod patch_base64;
 pub mod review;

@@ -112,8 +112,30 @@ pub fn review(body: &[u8], policy: &Policy) -> Result<Reviewed, ReviewError> {
 /// [`review`] for a pod in a namespace whose Pod Security level is `level` (the webhook path
 /// `/mutate/LEVEL`, which the API server calls for namespaces with that enforce label).
 ///
-/// The review is read through [`crate::view`]: only what the policy reads is decoded.
+/// The review is read through [`crate::view`]: only what the policy reads is decoded, and
+/// environment variables that say no role are cut before that ([`crate::env_compact`]). A
+/// review that does not read once cut, or whose pod does not, is read again as sent, so the
+/// answer and any error are those for the review as sent.
 pub fn review_in(
+    body: &[u8],
+    policy: &Policy,
+    level: PodSecurityLevel,
+) -> Result<Reviewed, ReviewError> {
+    if let Some(cut) = crate::env_compact::compact(body) {
+        if let Ok(review) = serde_json::from_slice::<ReviewView>(&cut) {
+            let reviewed = review_view(review, policy, level)?;
+            if reviewed.outcome != Outcome::Undecodable {
+                return Ok(reviewed);
+            }
+        }
+    }
+    review_as_sent(body, policy, level)
+}
+
+/// [`review_in`] without cutting environment variables: the reference its tests and fuzz
+/// target compare it with.
+#[doc(hidden)]
+pub fn review_as_sent(
     body: &[u8],
     policy: &Policy,
     level: PodSecurityLevel,
@@ -131,6 +153,15 @@ pub fn review_in(
                 },
             )?,
     };
+    review_view(review, policy, level)
+}
+
+/// The answer to a review as read.
+fn review_view(
+    review: ReviewView,
+    policy: &Policy,
+    level: PodSecurityLevel,
+) -> Result<Reviewed, ReviewError> {
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::WrongVersion {
             kind: review.kind.into_owned(),
@@ -270,8 +301,39 @@ mod tests {
                         "containers": [{"name": "worker", "image": "buildbot/buildbot-worker:master"}]}})
     }
 
+    /// A pod whose containers' variables are of every kind `env_compact` reads: role names and
+    /// others, a value from a field, escapes, numbers, nesting, no name, a null name.
+    fn env_pod() -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"generateName": "w-", "labels": {"app": "buildbot"}},
+               "spec": {"containers": [
+                   {"name": "side", "image": "busybox", "env": [
+                       {"name": "PATH", "value": "/bin"},
+                       {"name": "BUILDMASTER", "value": "master"},
+                       {"name": "HOST", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                       {"value": "a\"b\\é\u{1}", "x": [1, -0.5e3, true, null, {}, []]},
+                       {"name": null}]},
+                   {"name": "db", "image": "registry.local/app", "env": [{"name": "BUILDBOT_DB_URL"}]}]}})
+    }
+
     fn response(r: Reviewed) -> Value {
         serde_json::from_slice(&r.into_json()).unwrap()
+    }
+
+    #[test]
+    fn environment_variables_are_cut_to_those_that_say_a_role_for_the_same_answer() {
+        let body = review_json(env_pod(), "CREATE");
+        let cut = crate::env_compact::compact(&body).expect("the arrays are cut");
+        let cut: Value = serde_json::from_slice(&cut).unwrap();
+        let containers = &cut["request"]["object"]["spec"]["containers"];
+        assert_eq!(containers[0]["env"], json!([{"name": "BUILDMASTER"}]));
+        assert_eq!(containers[1]["env"], json!([{"name": "BUILDBOT_DB_URL"}]));
+        let p = Policy::default();
+        let r = review(&body, &p).unwrap();
+        // The roles came through: a worker (BUILDMASTER) beside a database.
+        assert_eq!(r.role, Some(Role::Worker));
+        let sent = review_as_sent(&body, &p, PodSecurityLevel::Privileged).unwrap();
+        assert_eq!(response(r), response(sent));
     }
 
     #[test]
@@ -417,6 +479,24 @@ mod tests {
                 let at = cut.min(text.len());
                 text.insert_str(at, &junk);
                 let _ = review(text.as_bytes(), &Policy::default());
+            }
+
+            /// Cutting environment variables changes no answer and no error: junk anywhere in a
+            /// review with variables of every kind gets what the review as sent gets.
+            #[test]
+            fn cut_and_as_sent_answer_alike(at in 0usize..1200, junk in "[\\[\\]{}\":,\\\\a-z0-9 .+-]{0,12}", level in 0usize..3) {
+                let mut text = String::from_utf8(review_json(env_pod(), "CREATE")).unwrap();
+                let mut at = at.min(text.len());
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                text.insert_str(at, &junk);
+                let level = [PodSecurityLevel::Privileged, PodSecurityLevel::Baseline, PodSecurityLevel::Restricted][level];
+                // As JSON: the audit annotations are a HashMap, in no set order.
+                let answer = |r: Result<Reviewed, ReviewError>| r.map(response).map_err(|e| e.to_string());
+                let cut = answer(review_in(text.as_bytes(), &Policy::default(), level));
+                let sent = answer(review_as_sent(text.as_bytes(), &Policy::default(), level));
+                prop_assert_eq!(cut, sent, "{}", text);
             }
 
             /// Any pod in a well-formed review: allowed, same uid, and the base64 patch applies.

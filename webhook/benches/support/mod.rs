@@ -11,10 +11,11 @@ use k8s_openapi::api::core::v1::Pod;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The review as the view reads it: the typed Pod the policy gets, and whether the document
-/// has metadata.
+/// The review as the webhook reads it: environment variables cut (`env_compact`), then the
+/// view; the typed Pod the policy gets, and whether the document has metadata.
 pub fn view_decode(body: &[u8]) -> (Pod, bool) {
-    let review: ReviewView = serde_json::from_slice(body).unwrap();
+    let cut = buildbot_webhook::env_compact::compact(body);
+    let review: ReviewView = serde_json::from_slice(cut.as_deref().unwrap_or(body)).unwrap();
     let view: PodView = review
         .request
         .unwrap()
