@@ -71,6 +71,10 @@ fn pointer(path: &[&str]) -> PointerBuf {
     let mut s = String::with_capacity(path.iter().map(|t| t.len() + 1).sum::<usize>() + 4);
     for token in path {
         s.push('/');
+        if !token.bytes().any(|b| b == b'~' || b == b'/') {
+            s.push_str(token); // most tokens: nothing to escape
+            continue;
+        }
         let mut rest = *token;
         while let Some(at) = rest.find(['~', '/']) {
             s.push_str(&rest[..at]);
