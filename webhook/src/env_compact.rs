@@ -115,11 +115,7 @@ fn skip_ws(b: &[u8], mut at: usize) -> usize {
 /// Reads the array of environment variables that opens at `open`, pushing the names that
 /// say a role, and returns the index just past its `]`; `None` for anything not followed.
 fn env_array<'a>(b: &'a [u8], open: usize, names: &mut Vec<&'a [u8]>) -> Option<usize> {
-    let mut at = skip_ws(b, open + 1);
-    if b.get(at) == Some(&b']') {
-        return Some(at + 1);
-    }
-    loop {
+    array(b, open, |at| {
         if b.get(at) != Some(&b'{') {
             return None;
         }
@@ -129,7 +125,41 @@ fn env_array<'a>(b: &'a [u8], open: usize, names: &mut Vec<&'a [u8]>) -> Option<
         {
             names.push(name);
         }
-        at = skip_ws(b, next);
+        Some(next)
+    })
+}
+
+/// Reads the variable (an object) that opens at `open`: the index just past its `}`, and the
+/// value of its last `name` key (`None` for none or null).
+fn env_var(b: &[u8], open: usize) -> Option<(usize, Option<&[u8]>)> {
+    let mut name = None;
+    let end = object(b, open, |key, at| {
+        if key.contains(&b'\\') {
+            return None; // the view would read the key unescaped
+        }
+        if key != b"name" {
+            return skip_value(b, at, 0);
+        }
+        if b[at..].starts_with(b"null") {
+            name = None;
+            return Some(at + 4);
+        }
+        let (value, after) = plain_string(b, at)?;
+        name = Some(value);
+        Some(after)
+    })?;
+    Some((end, name))
+}
+
+/// Reads the array that opens at `open`, each element with `element` (given where it starts,
+/// it returns where it ends): the index just past the `]`.
+fn array(b: &[u8], open: usize, mut element: impl FnMut(usize) -> Option<usize>) -> Option<usize> {
+    let mut at = skip_ws(b, open + 1);
+    if b.get(at) == Some(&b']') {
+        return Some(at + 1);
+    }
+    loop {
+        at = skip_ws(b, element(at)?);
         match b.get(at)? {
             b',' => at = skip_ws(b, at + 1),
             b']' => return Some(at + 1),
@@ -138,37 +168,32 @@ fn env_array<'a>(b: &'a [u8], open: usize, names: &mut Vec<&'a [u8]>) -> Option<
     }
 }
 
-/// Reads the variable (an object) that opens at `open`: the index just past its `}`, and the
-/// value of its last `name` key (`None` for none or null).
-fn env_var(b: &[u8], open: usize) -> Option<(usize, Option<&[u8]>)> {
-    let mut name = None;
+/// Reads the object that opens at `open`, each member with `member` (given its key as
+/// written and where its value starts, it returns where the value ends): the index just past
+/// the `}`. Keys are checked as serde_json skips a string.
+fn object<'a>(
+    b: &'a [u8],
+    open: usize,
+    mut member: impl FnMut(&'a [u8], usize) -> Option<usize>,
+) -> Option<usize> {
     let mut at = skip_ws(b, open + 1);
     if b.get(at) == Some(&b'}') {
-        return Some((at + 1, name));
+        return Some(at + 1);
     }
     loop {
-        let (key, after) = plain_string(b, at)?;
-        at = skip_ws(b, after);
+        if b.get(at) != Some(&b'"') {
+            return None;
+        }
+        let end = skip_string(b, at + 1)?;
+        let key = &b[at + 1..end - 1];
+        at = skip_ws(b, end);
         if b.get(at) != Some(&b':') {
             return None;
         }
-        at = skip_ws(b, at + 1);
-        if key == b"name" {
-            if b[at..].starts_with(b"null") {
-                name = None;
-                at += 4;
-            } else {
-                let (value, after) = plain_string(b, at)?;
-                name = Some(value);
-                at = after;
-            }
-        } else {
-            at = skip_value(b, at, 0)?;
-        }
-        at = skip_ws(b, at);
+        at = skip_ws(b, member(key, skip_ws(b, at + 1))?);
         match b.get(at)? {
             b',' => at = skip_ws(b, at + 1),
-            b'}' => return Some((at + 1, name)),
+            b'}' => return Some(at + 1),
             _ => return None,
         }
     }
@@ -193,41 +218,8 @@ fn skip_value(b: &[u8], at: usize, depth: usize) -> Option<usize> {
         b't' => literal(b, at, b"true"),
         b'f' => literal(b, at, b"false"),
         b'-' | b'0'..=b'9' => number(b, at),
-        b'[' if depth < MAX_DEPTH => {
-            let mut at = skip_ws(b, at + 1);
-            if b.get(at) == Some(&b']') {
-                return Some(at + 1);
-            }
-            loop {
-                at = skip_ws(b, skip_value(b, at, depth + 1)?);
-                match b.get(at)? {
-                    b',' => at = skip_ws(b, at + 1),
-                    b']' => return Some(at + 1),
-                    _ => return None,
-                }
-            }
-        }
-        b'{' if depth < MAX_DEPTH => {
-            let mut at = skip_ws(b, at + 1);
-            if b.get(at) == Some(&b'}') {
-                return Some(at + 1);
-            }
-            loop {
-                if b.get(at) != Some(&b'"') {
-                    return None;
-                }
-                at = skip_ws(b, skip_string(b, at + 1)?);
-                if b.get(at) != Some(&b':') {
-                    return None;
-                }
-                at = skip_ws(b, skip_value(b, skip_ws(b, at + 1), depth + 1)?);
-                match b.get(at)? {
-                    b',' => at = skip_ws(b, at + 1),
-                    b'}' => return Some(at + 1),
-                    _ => return None,
-                }
-            }
-        }
+        b'[' if depth < MAX_DEPTH => array(b, at, |at| skip_value(b, at, depth + 1)),
+        b'{' if depth < MAX_DEPTH => object(b, at, |_, at| skip_value(b, at, depth + 1)),
         _ => None,
     }
 }
