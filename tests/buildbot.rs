@@ -58,6 +58,17 @@ pub fn http_json(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Value), String> {
+    let (code, text) = http(port, method, path, body)?;
+    Ok((code, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port`: the status and the body as text.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body
@@ -79,7 +90,7 @@ pub fn http_json(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or("bad status line")?;
-    Ok((code, serde_json::from_str(body).unwrap_or(Value::Null)))
+    Ok((code, body.to_string()))
 }
 
 /// Polls `f` every 250 ms until it returns `Some`, or panics after `timeout` saying `what`.
@@ -249,10 +260,11 @@ impl Master {
 
     /// GET /api/v2/PATH.
     pub fn get(&self, path: &str) -> Value {
-        let (code, v) =
-            http_json(self.web_port, "GET", &format!("/api/v2/{path}"), None).expect("REST GET");
-        assert_eq!(code, 200, "GET {path}: {v}");
-        v
+        let (code, text) =
+            http(self.web_port, "GET", &format!("/api/v2/{path}"), None).expect("REST GET");
+        assert_eq!(code, 200, "GET {path}: {text}");
+        // The whole answer when it is not JSON: a poll that reads it must say what it got.
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {text}"))
     }
 
     /// A JSON-RPC control call on /api/v2/PATH.
@@ -269,9 +281,10 @@ impl Master {
 
     /// The names of the workers connected now.
     pub fn connected_workers(&self) -> Vec<String> {
-        self.get("workers")["workers"]
+        let answer = self.get("workers");
+        answer["workers"]
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("GET workers: no workers in {answer}"))
             .iter()
             .filter(|w| w["connected_to"].as_array().is_some_and(|c| !c.is_empty()))
             .map(|w| w["name"].as_str().unwrap().to_string())
@@ -300,9 +313,10 @@ impl Master {
 
     /// All builds, oldest first.
     pub fn builds(&self) -> Vec<Value> {
-        self.get("builds?order=buildid")["builds"]
+        let answer = self.get("builds?order=buildid");
+        answer["builds"]
             .as_array()
-            .unwrap()
+            .unwrap_or_else(|| panic!("GET builds: no builds in {answer}"))
             .clone()
     }
 
