@@ -9,8 +9,10 @@
 //! rustls) that answers every review with a fixed "allowed, no patch". Drives both over
 //! loopback HTTPS with keep-alive connections at concurrency 1, 16 and 64, with a mix of
 //! seed-style worker and master pods, 20-container pods and non-Buildbot pods. Prints
-//! throughput, p50/p99/p99.9 latency, peak RSS and CPU time per request (server and client) of each, and the ratios webhook/null; then
-//! the webhook's RSS after at least 100,000 reviews.
+//! throughput, p50/p99/p99.9 latency, peak RSS and CPU time per request (server and client)
+//! of each, and the ratios webhook/null; then the webhook's RSS after at least 100,000
+//! reviews. A second floor, `answers`, is the null server answering each request with the
+//! webhook's own answer to it: what sending the answers costs, without finding them.
 //!
 //! `--against URL` (repeatable) drives any other HTTPS admission endpoint the same way in the
 //! same run (a row each, and the ratio webhook/peer): for example kube-rs' `admission_controller`
@@ -158,15 +160,19 @@ fn cpu_seconds(pid: &str) -> f64 {
     }
 }
 
-/// The unit of /proc's CPU times (`getconf CLK_TCK`; 100 on every Linux we run on).
+/// The unit of /proc's CPU times (`getconf CLK_TCK`, asked once; 100 on every Linux we run
+/// on).
 fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// Peak and current resident memory of a process, in MiB (Linux).

@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(containers[1]["env"], json!([{"name": "BUILDBOT_DB_URL"}]));
         let p = Policy::default();
         let r = review(&body, &p).unwrap();
-        // The roles came through: a worker (BUILDMASTER) beside a database.
+        // The roles came through the cut: BUILDMASTER makes the pod a worker's.
         assert_eq!(r.role, Some(Role::Worker));
         let sent = review_as_sent(&body, &p, PodSecurityLevel::Privileged).unwrap();
         assert_eq!(response(r), response(sent));
