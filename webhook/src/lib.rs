@@ -5,10 +5,12 @@
 //! - [`patch_base64`]: the patch as the response carries it, long strings encoded once.
 //! - [`view`]: the review decoded for what the policy reads, and nothing else.
 //! - [`env_compact`]: environment variables the policy does not read, cut before decoding.
+//! - `json_bytes`: the bytes a JSON string cannot hold as they are (reader and writer).
 //! - [`server`]: the HTTPS admission server (axum over rustls), certificate reload.
 //! - [`metrics`]: the Prometheus counters, recorded in one place.
 
 pub mod env_compact;
+mod json_bytes;
 pub mod metrics;
 pub mod patch_base64;
 pub mod review;

@@ -78,28 +78,6 @@ pub fn len_hint(patch: &Patch) -> usize {
     (ops + 2) * 4 / 3 + 4
 }
 
-/// Whether JSON must escape a byte of `s`: a `"`, a `\` or a control character. Eight bytes
-/// at a time, as serde_json's reader looks for them (Mycroft's has-less-than): a byte below
-/// 0x20 (or, once xored, equal to `"` or `\`) borrows in the subtraction and sets its high
-/// bit; without such a byte nothing borrows, and bytes from 0x80 up are masked out.
-fn needs_escape(s: &[u8]) -> bool {
-    const ONES: u64 = u64::MAX / 255;
-    let less_than = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w;
-    let mut chunks = s.chunks_exact(8);
-    let mut found = 0;
-    for chunk in &mut chunks {
-        let w = u64::from_le_bytes(chunk.try_into().expect("chunks of eight"));
-        found |= less_than(w, 0x20)
-            | less_than(w ^ (ONES * u64::from(b'"')), 1)
-            | less_than(w ^ (ONES * u64::from(b'\\')), 1);
-    }
-    found & (ONES << 7) != 0
-        || chunks
-            .remainder()
-            .iter()
-            .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
 struct Writer<'a> {
     scratch: &'a mut Scratch,
     out: &'a mut Vec<u8>,
@@ -166,7 +144,7 @@ impl Writer<'_> {
     /// escape (paths, keys and values the policy writes), else as serde escapes it.
     fn short_string(&mut self, s: &str) {
         let json = &mut self.scratch.json;
-        if needs_escape(s.as_bytes()) {
+        if crate::json_bytes::needs_escape(s.as_bytes()) {
             serde_json::to_writer(json, s).expect("a string always serialises");
         } else {
             json.reserve(s.len() + 2);
@@ -287,24 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_escaped_exactly_when_json_needs_it() {
-        for b in 0..=255u8 {
-            let must = b < 0x20 || b == b'"' || b == b'\\';
-            for at in 0..19 {
-                // Next to bytes from 0x80 up too, which must not hide it or be taken for it.
-                for filler in [b'a', 0xc3, 0xff] {
-                    let mut s = vec![filler; 19];
-                    s[at] = b;
-                    assert_eq!(
-                        needs_escape(&s),
-                        must,
-                        "byte {b:#x} at {at} among {filler:#x}"
-                    );
-                }
-            }
-        }
-        assert!(!needs_escape(b""));
-        assert!(!needs_escape("é ü /~ \u{7f} \u{1f600}".as_bytes()));
+    fn strings_that_need_escapes_are_written_as_serde_writes_them() {
         let p =
             patch(json!([{"op": "add", "path": "/a\"b", "value": {"k\\": ["\u{1}", "plain é"]}}]));
         assert_eq!(decoded(&p), serde_json::to_vec(&p).unwrap());
