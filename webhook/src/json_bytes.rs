@@ -1,6 +1,7 @@
 //! The bytes a JSON string cannot hold as they are: `"`, `\` and control characters. The
 //! webhook's reader looks for them to find where a string ends ([`crate::env_compact`]), its
-//! writer to know whether a string needs escaping ([`crate::patch_base64`]).
+//! writer to copy the text between them whole ([`write_str`]: the patch, the audit
+//! annotations and warnings of a response).
 
 /// The index of the first `"`, `\` or control character at or after `at`, or `b.len()`.
 ///
@@ -30,9 +31,38 @@ pub(crate) fn first_to_escape(b: &[u8], mut at: usize) -> usize {
         .count()
 }
 
-/// Whether JSON must escape a byte of `s`.
-pub(crate) fn needs_escape(s: &[u8]) -> bool {
-    first_to_escape(s, 0) < s.len()
+/// Appends `s` as a JSON string, quotes included, byte for byte as serde_json writes it: the
+/// runs between bytes to escape are copied whole (serde_json looks at each byte in turn).
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    loop {
+        let at = first_to_escape(b, start);
+        out.extend_from_slice(&b[start..at]);
+        let Some(&c) = b.get(at) else { break };
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 0xf)],
+            ]),
+        }
+        start = at + 1;
+    }
+    out.push(b'"');
 }
 
 #[cfg(test)]
@@ -56,7 +86,32 @@ mod tests {
     }
 
     #[test]
+    fn strings_are_written_as_serde_writes_them() {
+        let mut cases: Vec<String> = (0..=0x7fu8)
+            .map(|c| format!("a{}b", char::from(c)))
+            .collect();
+        cases.extend(
+            [
+                "",
+                "plain",
+                "\"",
+                "\\",
+                "é ü \u{1f600}",
+                "line\nnext\ttab \"quoted\" \\ end\u{1}",
+            ]
+            .map(String::from),
+        );
+        cases.push("x\"".repeat(40));
+        for s in cases {
+            let mut out = vec![b'!'];
+            write_str(&mut out, &s);
+            assert_eq!(out[1..], serde_json::to_vec(&s).unwrap()[..], "{s:?}");
+        }
+    }
+
+    #[test]
     fn a_string_needs_escaping_exactly_when_json_says() {
+        let needs_escape = |s: &[u8]| first_to_escape(s, 0) < s.len();
         for b in 0..=255u8 {
             let must = b < 0x20 || b == b'"' || b == b'\\';
             for at in 0..19 {
