@@ -1,7 +1,5 @@
 //! The Kubernetes recommended labels, added where absent, never changed.
 
-use std::fmt::Write as _;
-
 use serde_json::json;
 
 use super::{Ctx, Mutation, Role};
@@ -34,11 +32,17 @@ pub(super) fn apply(ctx: &mut Ctx) {
             .patch
             .add_if_absent(&["metadata", "labels", key], json!(value))
         {
-            let sep = if added.is_empty() { "" } else { ", " };
-            let _ = write!(added, "{sep}{key}={value}");
+            added.push_str(if added.is_empty() {
+                "added labels "
+            } else {
+                ", "
+            });
+            added.push_str(key);
+            added.push('=');
+            added.push_str(value);
         }
     }
     if !added.is_empty() {
-        ctx.change(Mutation::Labels, format!("added labels {added}"));
+        ctx.change(Mutation::Labels, added);
     }
 }

@@ -23,7 +23,6 @@ mod resources;
 mod role;
 pub mod yaml_depth;
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -59,6 +58,16 @@ impl Mutation {
         Mutation::Resources,
         Mutation::GracefulStop,
         Mutation::PodSecurity,
+    ];
+
+    /// [`Self::ALL`] in the order of their names.
+    pub const BY_NAME: [Mutation; 6] = [
+        Mutation::FsGroup,
+        Mutation::GracefulStop,
+        Mutation::Labels,
+        Mutation::PodSecurity,
+        Mutation::Resources,
+        Mutation::VolumeOwnership,
     ];
 
     pub fn name(self) -> &'static str {
@@ -133,10 +142,17 @@ impl Evaluation {
         }
     }
 
-    /// The names of the mutations that changed something, in a stable order.
+    /// The names of the mutations that changed something, in the order of their names.
     pub fn injected(&self) -> Vec<&'static str> {
-        let set: BTreeSet<&'static str> = self.changes.iter().map(|c| c.mutation.name()).collect();
-        set.into_iter().collect()
+        let mut changed = [false; Mutation::ALL.len()];
+        for c in &self.changes {
+            changed[c.mutation as usize] = true;
+        }
+        Mutation::BY_NAME
+            .iter()
+            .filter(|m| changed[**m as usize])
+            .map(|m| m.name())
+            .collect()
     }
 }
 
@@ -236,11 +252,8 @@ fn evaluate_with_doc(
     if annotation(INJECT_KEY).is_some_and(|v| v.trim().eq_ignore_ascii_case("false")) {
         return Evaluation::skipped(Skipped::OptedOut, Vec::new());
     }
-    let skip: BTreeSet<&str> = annotation(SKIP_KEY)
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .collect();
+    let skip = annotation(SKIP_KEY).unwrap_or("");
+    let skipped = |m: Mutation| skip.split(',').any(|s| s.trim() == m.name());
 
     let mut ctx = Ctx {
         pod,
@@ -253,7 +266,7 @@ fn evaluate_with_doc(
         warnings: Vec::new(),
     };
     for mutation in Mutation::ALL {
-        if !mutation.enabled(&policy.mutations) || skip.contains(mutation.name()) {
+        if !mutation.enabled(&policy.mutations) || skipped(mutation) {
             continue;
         }
         match mutation {

@@ -988,3 +988,13 @@ fn the_injected_hook_is_the_script_without_its_comments() {
     );
     assert!(INJECTED_SCRIPT.len() < GRACEFUL_STOP_SCRIPT.len() * 9 / 10);
 }
+
+#[test]
+fn mutations_by_name_are_all_of_them_in_the_order_of_their_names() {
+    let mut sorted = Mutation::ALL;
+    sorted.sort_by_key(|m| m.name());
+    assert_eq!(Mutation::BY_NAME, sorted);
+    for (i, m) in Mutation::ALL.iter().enumerate() {
+        assert_eq!(*m as usize, i, "injected() indexes by declaration order");
+    }
+}
