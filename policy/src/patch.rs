@@ -119,7 +119,8 @@ impl PatchBuilder {
     pub fn new(doc: Value) -> Self {
         Self {
             doc,
-            ops: Vec::new(),
+            // A worker's patch has ten operations: room for them, not three regrowths.
+            ops: Vec::with_capacity(16),
         }
     }
 
