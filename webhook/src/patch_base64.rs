@@ -9,7 +9,7 @@
 //! tokens, where JSON allows whitespace), and the API server reads the same patch.
 //!
 //! The encoder is `base64-simd`'s (SSSE3 or AVX2, chosen at run time; plain code elsewhere):
-//! the `base64` crate's, which works a byte at a time, was 7% of a worker's review.
+//! the `base64` crate's, a table look-up for every six bits, was 7% of a worker's review.
 
 use std::cell::RefCell;
 

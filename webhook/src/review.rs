@@ -395,6 +395,25 @@ mod tests {
     }
 
     #[test]
+    fn the_response_is_kube_cores_own_with_the_patch_as_base64() {
+        // A grace period kept below the policy's: a warning, besides the audit annotations.
+        let mut pod = worker();
+        pod["spec"]["terminationGracePeriodSeconds"] = json!(10);
+        let r = review(&review_json(pod, "CREATE"), &Policy::default()).unwrap();
+        assert!(r.response.warnings.is_some() && r.response.audit_annotations.len() == 3);
+        let mut expected = serde_json::to_value(&r.response).unwrap();
+        expected["patchType"] = json!("JSONPatch");
+        let patch = serde_json::to_value(&r.patch).unwrap();
+        let mut got = response(r)["response"].take();
+        let sent = base64::engine::general_purpose::STANDARD
+            .decode(got["patch"].take().as_str().unwrap())
+            .unwrap();
+        assert_eq!(serde_json::from_slice::<Value>(&sent).unwrap(), patch);
+        got.as_object_mut().unwrap().remove("patch");
+        assert_eq!(got, expected);
+    }
+
+    #[test]
     fn other_pods_updates_and_non_pods_are_allowed_unchanged() {
         let nginx = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
                            "spec": {"containers": [{"name": "nginx", "image": "nginx"}]}});
